@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * uplink_ingress.c — TC ingress on the uplink: the receive path's TC step.
+ *
+ *  - xdp engine: frames XDP decapsulated (they carry fbpf_xdp_meta) are
+ *    handed to the stack on the flannel-bpf device;
+ *  - every engine: tunnel packets get the shared verdict; refused ones are
+ *    dropped and counted here, as early as TC allows;
+ *  - kernel engine (vxlan): accepted packets continue to the VXLAN device,
+ *    which decapsulates them (dev_ingress.c counts them);
+ *  - tc engine, udp backend, or XDP not attached: stripped here and handed to
+ *    the flannel-bpf device;
+ *  - host-gw / DirectRouting: plain packets from a peer subnet are steered
+ *    through the flannel-bpf device too, so that rp_filter, conntrack and
+ *    kube-proxy see them arrive on it.
+ * Everything else passes untouched.
+ */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/count.h"
+#include "lib/parse.h"
+#include "lib/decap.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Hand a frame addressed to the device MAC to the stack on the flannel-bpf device. */
+static __always_inline int fbpf_to_device(const struct fbpf_node_config *cfg)
+{
+	return bpf_redirect(cfg->dev_ifindex, BPF_F_INGRESS);
+}
+
+/* Steer a plain packet from a peer subnet through the flannel-bpf device. */
+static __always_inline int fbpf_steer(struct __sk_buff *skb, const struct fbpf_node_config *cfg)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = fbpf_parse_ipv4(data, data_end);
+	struct fbpf_lpm_key key = { .prefixlen = 32 };
+	const struct fbpf_peer *peer;
+
+	if (!ip)
+		return TC_ACT_OK;
+	key.addr_be = ip->saddr;
+	peer = bpf_map_lookup_elem(&fbpf_peers, &key);
+	if (!peer)
+		return TC_ACT_OK;
+	fbpf_count_rx(peer->peer_id, fbpf_skb_segs(skb), skb->len - FBPF_ETH_HLEN);
+	if (bpf_skb_store_bytes(skb, 0, cfg->dev_mac, ETH_ALEN, 0))
+		return TC_ACT_SHOT;
+	return fbpf_to_device(cfg);
+}
+
+SEC("tc")
+int fbpf_uplink_ingress(struct __sk_buff *skb)
+{
+	const struct fbpf_node_config *cfg = fbpf_node_config();
+	struct fbpf_rx rx = {};
+	void *data, *data_end;
+	__u32 linear;
+
+	if (!cfg)
+		return TC_ACT_OK;
+	if (cfg->decap == FBPF_DECAP_XDP && fbpf_xdp_decapped(skb))
+		return fbpf_to_device(cfg);
+
+	linear = skb->data_end - skb->data;
+	if (linear < FBPF_RX_PARSE_LEN && skb->len > linear)
+		bpf_skb_pull_data(skb, skb->len < FBPF_RX_PARSE_LEN ? skb->len : FBPF_RX_PARSE_LEN);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+
+	switch (fbpf_rx_classify(data, data_end, skb->len, cfg, &rx)) {
+	case FBPF_RX_DROP:
+		fbpf_count_drop(rx.reason, skb->len);
+		return TC_ACT_SHOT;
+	case FBPF_RX_TUNNEL:
+		if (cfg->decap == FBPF_DECAP_KERNEL && cfg->backend == FBPF_BACKEND_VXLAN)
+			return TC_ACT_OK;
+		if (fbpf_tc_decap(skb, cfg, &rx)) {
+			fbpf_count_drop(FBPF_DROP_DECAP_FAILED, skb->len);
+			return TC_ACT_SHOT;
+		}
+		fbpf_count_rx(rx.peer_id, fbpf_skb_segs(skb), rx.inner_len);
+		return fbpf_to_device(cfg);
+	default:
+		break;
+	}
+	if (cfg->flags & FBPF_F_STEER_DIRECT)
+		return fbpf_steer(skb, cfg);
+	return TC_ACT_OK;
+}

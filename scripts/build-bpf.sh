@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Compiles every bpf/*.c entry file into build/bpf/<name>.o.
+# Usage: scripts/build-bpf.sh        (rebuilds only what changed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "build-bpf: $*" >&2; exit 1; }
+
+CLANG=${CLANG:-clang}
+command -v "$CLANG" >/dev/null 2>&1 || die "clang not found. Install it with: apt-get install clang (or run: bash scripts/setup.sh)"
+[ -f /usr/include/bpf/bpf_helpers.h ] || die "libbpf headers not found (/usr/include/bpf/bpf_helpers.h). Install them with: apt-get install libbpf-dev (or run: bash scripts/setup.sh)"
+arch_inc="/usr/include/$(uname -m)-linux-gnu"
+[ -f "$arch_inc/asm/types.h" ] || die "asm/types.h not found under $arch_inc. Install it with: apt-get install linux-libc-dev"
+
+out=build/bpf
+mkdir -p "$out"
+headers=$(ls bpf/include/*.h bpf/lib/*.h)
+built=0
+for src in bpf/*.c; do
+  name=$(basename "$src" .c)
+  obj="$out/$name.o"
+  if [ -f "$obj" ] && [ -z "$(find "$src" $headers scripts/build-bpf.sh -newer "$obj" 2>/dev/null)" ]; then
+    continue
+  fi
+  "$CLANG" -O2 -g -target bpf -Wall -Werror -I"$arch_inc" -Ibpf -c "$src" -o "$obj.tmp"
+  mv "$obj.tmp" "$obj"
+  built=$((built + 1))
+done
+echo "build-bpf: $built object(s) rebuilt, $(ls "$out"/*.o | wc -l) in $out"

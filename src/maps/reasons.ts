@@ -1,0 +1,39 @@
+/**
+ * Drop reasons, indexed as enum fbpf_drop_reason in bpf/include/fbpf_shared.h.
+ * These names are the `reason` label of flannel_bpf_drops_total.
+ */
+export const DROP_REASONS = [
+  'none',
+  'unknown_source',
+  'wrong_vni',
+  'bad_flags',
+  'truncated',
+  'ip_options',
+  'fragment',
+  'inner_not_ipv4',
+  'inner_dst_mac',
+  'ttl_exceeded',
+  'encap_failed',
+  'decap_failed',
+] as const;
+
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export const DROP_REASON_HELP: Record<DropReason, string> = {
+  none: 'unused slot',
+  unknown_source: 'tunnel packet whose outer source IP is not a known peer',
+  wrong_vni: 'VXLAN packet with a VNI other than ours',
+  bad_flags: 'VXLAN header with flags other than exactly the I flag, or reserved bits set',
+  truncated: 'tunnel packet shorter than its headers say',
+  ip_options: 'outer IPv4 header of a tunnel packet carries options',
+  fragment: 'outer IPv4 tunnel packet is a fragment',
+  inner_not_ipv4: 'inner packet is not IPv4',
+  inner_dst_mac: 'inner destination MAC is not our VtepMAC',
+  ttl_exceeded: 'inner TTL expired on this hop (handed to the stack, which answers with ICMP)',
+  encap_failed: 'the packet could not be encapsulated',
+  decap_failed: 'the outer headers could not be removed',
+};
+
+export function dropReasonIndex(name: DropReason): number {
+  return DROP_REASONS.indexOf(name);
+}
