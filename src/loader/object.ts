@@ -84,6 +84,8 @@ export interface OpenOptions {
   maxEntries?: Record<string, number>;
   /** Object name shown by bpftool (defaults to the file name). */
   name?: string;
+  /** Share maps with another loaded object (by map name) instead of creating new ones. */
+  reuseMaps?: ReadonlyMap<string, BpfMap>;
 }
 
 export class BpfObject {
@@ -124,11 +126,24 @@ export class BpfObject {
     if (!obj) throw syscallError(`bpf_object__open_file(${file})`, lib.errno());
 
     try {
+      if (!opts.pinDir) {
+        /* No pin directory: libbpf would otherwise pin LIBBPF_PIN_BY_NAME maps under /sys/fs/bpf. */
+        for (let m = lib.bpf_object__next_map(obj, null); m; m = lib.bpf_object__next_map(obj, m)) {
+          const rc = lib.bpf_map__set_pin_path(m, null);
+          if (rc < 0) throw syscallError(`clear pin path of ${lib.bpf_map__name(m)}`, rc);
+        }
+      }
       for (const [name, n] of Object.entries(opts.maxEntries ?? {})) {
         const map = lib.bpf_object__find_map_by_name(obj, name);
         if (!map) continue;
         const rc = lib.bpf_map__set_max_entries(map, n);
         if (rc < 0) throw syscallError(`set max_entries of ${name} to ${n}`, rc);
+      }
+      for (const [name, shared] of opts.reuseMaps ?? []) {
+        const map = lib.bpf_object__find_map_by_name(obj, name);
+        if (!map) continue;
+        const rc = lib.bpf_map__reuse_fd(map, shared.fd);
+        if (rc < 0) throw syscallError(`reuse map ${name} (fd ${shared.fd})`, rc);
       }
       const { result, error, lines } = withLibbpfLog(() => lib.bpf_object__load(obj));
       if (error) throw error;

@@ -1,0 +1,211 @@
+/**
+ * The dataplane of one node: the four BPF objects (one per attach point)
+ * loaded so that they share one set of maps (pinned under the node's pin
+ * directory, or shared by fd when no pin directory is given), and their
+ * attachment to the uplink and the flannel-bpf device per decap engine.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BpfObject, type BpfProgram, programInfoById } from './object.js';
+import type { BpfMap } from './map.js';
+import { attachTc, detachTc, queryTc, type TcSlot } from './tc.js';
+import { attachXdp, detachXdp, queryXdp, type XdpMode, type XdpModeRequest } from './xdp.js';
+import { FlannelBpfError } from './errors.js';
+import { libbpf } from './libbpf.js';
+import { NodeMaps, PEER_SIZED_MAPS } from '../maps/index.js';
+
+export const PROGRAMS = {
+  devEgress: { object: 'dev_egress.o', program: 'fbpf_dev_egress' },
+  devIngress: { object: 'dev_ingress.o', program: 'fbpf_dev_ingress' },
+  uplinkIngress: { object: 'uplink_ingress.o', program: 'fbpf_uplink_ingress' },
+  uplinkXdp: { object: 'uplink_xdp.o', program: 'fbpf_uplink_xdp' },
+} as const;
+export type ProgramKey = keyof typeof PROGRAMS;
+
+/** Our TC filters' slot: a fixed handle and priority, so that we find and replace exactly ours. */
+export const TC_HANDLE = 0xfb;
+export const TC_PRIORITY = 0xfb;
+
+export type Engine = 'kernel' | 'xdp' | 'tc';
+
+/** Where the BPF objects are: $FLANNEL_BPF_OBJ_DIR, else build/bpf of this checkout. */
+export function defaultObjectDir(): string {
+  const env = process.env.FLANNEL_BPF_OBJ_DIR;
+  if (env) return env;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const rel of ['../../build/bpf', '../../../build/bpf']) {
+    const dir = path.resolve(here, rel);
+    if (fs.existsSync(path.join(dir, PROGRAMS.devEgress.object))) return dir;
+  }
+  return path.resolve(here, '../../build/bpf');
+}
+
+export interface DataplaneOptions {
+  objectDir?: string;
+  /** Node pin directory under bpffs; omit for an unpinned (test) dataplane. */
+  pinDir?: string;
+  /** Capacity of the peer-sized maps (default: the objects' 65536). */
+  maxPeers?: number;
+  /** Load only these programs (default: all). */
+  only?: readonly ProgramKey[];
+}
+
+export interface AttachPlan {
+  uplinkIfindex: number;
+  devIfindex: number;
+  engine: Engine;
+  /** Attach dev_ingress (needed when the device is a VXLAN device). */
+  vxlanDevice: boolean;
+  xdpMode?: XdpModeRequest;
+}
+
+export interface HookState {
+  hook: 'uplink-xdp' | 'uplink-tc-ingress' | 'dev-tc-egress' | 'dev-tc-ingress';
+  ifindex: number;
+  progId: number | null;
+  /** XDP only: the mode it runs in. */
+  mode?: XdpMode | null;
+  ours: boolean;
+}
+
+export class Dataplane {
+  readonly objects = new Map<ProgramKey, BpfObject>();
+  readonly programs = new Map<ProgramKey, BpfProgram>();
+  readonly maps: NodeMaps;
+
+  private constructor(objects: Map<ProgramKey, BpfObject>) {
+    for (const [k, o] of objects) {
+      this.objects.set(k, o);
+      this.programs.set(k, o.program(PROGRAMS[k].program));
+    }
+    const first = objects.values().next().value;
+    if (!first) throw new Error('no BPF object loaded');
+    this.maps = NodeMaps.fromObject(first);
+  }
+
+  /** Load the objects; all of them end up on the same maps. */
+  static load(opts: DataplaneOptions = {}): Dataplane {
+    const dir = opts.objectDir ?? defaultObjectDir();
+    const keys = opts.only ?? (Object.keys(PROGRAMS) as ProgramKey[]);
+    const maxEntries = opts.maxPeers ? Object.fromEntries(PEER_SIZED_MAPS.map((m) => [m, opts.maxPeers!])) : undefined;
+    const objects = new Map<ProgramKey, BpfObject>();
+    let shared: ReadonlyMap<string, BpfMap> | undefined;
+    try {
+      for (const key of keys) {
+        const obj = BpfObject.load(path.join(dir, PROGRAMS[key].object), {
+          pinDir: opts.pinDir,
+          maxEntries,
+          reuseMaps: opts.pinDir ? undefined : shared,
+        });
+        objects.set(key, obj);
+        shared ??= obj.maps;
+      }
+    } catch (err) {
+      for (const o of objects.values()) o.close();
+      throw err;
+    }
+    return new Dataplane(objects);
+  }
+
+  program(key: ProgramKey): BpfProgram {
+    const p = this.programs.get(key);
+    if (!p) throw new FlannelBpfError(`program ${key} was not loaded`, 'load the dataplane with that program');
+    return p;
+  }
+
+  /**
+   * Attach (or atomically replace) every program the engine needs, and
+   * detach the ones it does not (an engine switch). Safe to repeat.
+   */
+  attach(plan: AttachPlan): HookState[] {
+    const slot = (ifindex: number, direction: 'ingress' | 'egress'): TcSlot =>
+      ({ ifindex, direction, handle: TC_HANDLE, priority: TC_PRIORITY });
+    attachTc(slot(plan.devIfindex, 'egress'), this.program('devEgress').fd);
+    attachTc(slot(plan.uplinkIfindex, 'ingress'), this.program('uplinkIngress').fd);
+    if (plan.vxlanDevice) attachTc(slot(plan.devIfindex, 'ingress'), this.program('devIngress').fd);
+    else detachTc(slot(plan.devIfindex, 'ingress'));
+    if (plan.engine === 'xdp') {
+      this.#attachXdp(plan.uplinkIfindex, plan.xdpMode ?? 'auto');
+    } else if (isOurXdp(plan.uplinkIfindex)) {
+      detachXdp(plan.uplinkIfindex);
+    }
+    return hookStates(plan);
+  }
+
+  #attachXdp(ifindex: number, mode: XdpModeRequest): XdpMode {
+    const fd = this.program('uplinkXdp').fd;
+    const current = queryXdp(ifindex);
+    if (current.progId === 0) return attachXdp(ifindex, fd, { mode });
+    const info = programInfoById(current.progId);
+    if (!info || !info.name.startsWith('fbpf_')) {
+      throw new FlannelBpfError(`another XDP program (id ${current.progId}, ${info?.name ?? '?'}) is attached to ifindex ${ifindex}`,
+        'detach it (ip link set dev <uplink> xdp off) or choose --decap=kernel|tc');
+    }
+    const oldFd = libbpf().bpf_prog_get_fd_by_id(current.progId);
+    try {
+      const want: XdpMode = mode === 'auto' ? (current.mode ?? 'native') : mode;
+      if (want !== current.mode) {
+        detachXdp(ifindex, current.mode ?? undefined);
+        return attachXdp(ifindex, fd, { mode });
+      }
+      return attachXdp(ifindex, fd, { mode: want, replaceFd: oldFd });
+    } finally {
+      if (oldFd >= 0) libbpf().close(oldFd);
+    }
+  }
+
+  /** Close the objects (attached programs and pinned maps stay). */
+  close(): void {
+    for (const o of this.objects.values()) o.close();
+    this.objects.clear();
+    this.programs.clear();
+  }
+}
+
+function isOurXdp(ifindex: number): boolean {
+  try {
+    const q = queryXdp(ifindex);
+    return q.progId !== 0 && (programInfoById(q.progId)?.name.startsWith('fbpf_') ?? false);
+  } catch {
+    return false;
+  }
+}
+
+function ours(progId: number | null): boolean {
+  return progId !== null && progId !== 0 && (programInfoById(progId)?.name.startsWith('fbpf_') ?? false);
+}
+
+/** What is attached at each of our hooks right now. */
+export function hookStates(plan: Pick<AttachPlan, 'uplinkIfindex' | 'devIfindex'>): HookState[] {
+  const slot = (ifindex: number, direction: 'ingress' | 'egress'): TcSlot =>
+    ({ ifindex, direction, handle: TC_HANDLE, priority: TC_PRIORITY });
+  const tc = (hook: HookState['hook'], ifindex: number, direction: 'ingress' | 'egress'): HookState => {
+    let progId: number | null = null;
+    try { progId = queryTc(slot(ifindex, direction)); } catch { progId = null; }
+    return { hook, ifindex, progId, ours: ours(progId) };
+  };
+  let xdp: HookState;
+  try {
+    const q = queryXdp(plan.uplinkIfindex);
+    xdp = { hook: 'uplink-xdp', ifindex: plan.uplinkIfindex, progId: q.progId || null, mode: q.mode, ours: ours(q.progId) };
+  } catch {
+    xdp = { hook: 'uplink-xdp', ifindex: plan.uplinkIfindex, progId: null, mode: null, ours: false };
+  }
+  return [
+    xdp,
+    tc('uplink-tc-ingress', plan.uplinkIfindex, 'ingress'),
+    tc('dev-tc-egress', plan.devIfindex, 'egress'),
+    tc('dev-tc-ingress', plan.devIfindex, 'ingress'),
+  ];
+}
+
+/** Remove every program of ours from the uplink and the device. */
+export function detachAll(plan: Pick<AttachPlan, 'uplinkIfindex' | 'devIfindex'>): void {
+  const slot = (ifindex: number, direction: 'ingress' | 'egress'): TcSlot =>
+    ({ ifindex, direction, handle: TC_HANDLE, priority: TC_PRIORITY });
+  detachTc(slot(plan.devIfindex, 'egress'));
+  detachTc(slot(plan.devIfindex, 'ingress'));
+  detachTc(slot(plan.uplinkIfindex, 'ingress'));
+  if (isOurXdp(plan.uplinkIfindex)) detachXdp(plan.uplinkIfindex);
+}
