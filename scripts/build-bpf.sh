@@ -12,18 +12,25 @@ command -v "$CLANG" >/dev/null 2>&1 || die "clang not found. Install it with: ap
 arch_inc="/usr/include/$(uname -m)-linux-gnu"
 [ -f "$arch_inc/asm/types.h" ] || die "asm/types.h not found under $arch_inc. Install it with: apt-get install linux-libc-dev"
 
-out=build/bpf
-mkdir -p "$out"
 headers=$(ls bpf/include/*.h bpf/lib/*.h)
 built=0
-for src in bpf/*.c; do
-  name=$(basename "$src" .c)
-  obj="$out/$name.o"
-  if [ -f "$obj" ] && [ -z "$(find "$src" $headers scripts/build-bpf.sh -newer "$obj" 2>/dev/null)" ]; then
-    continue
-  fi
-  "$CLANG" -O2 -g -target bpf -Wall -Werror -I"$arch_inc" -Ibpf -c "$src" -o "$obj.tmp"
-  mv "$obj.tmp" "$obj"
-  built=$((built + 1))
-done
-echo "build-bpf: $built object(s) rebuilt, $(ls "$out"/*.o | wc -l) in $out"
+# compile <dir of .c files> <output dir>: one object per entry file, rebuilt when it or a header changed.
+compile() {
+  local srcdir=$1 out=$2
+  mkdir -p "$out"
+  for src in "$srcdir"/*.c; do
+    local name obj
+    name=$(basename "$src" .c)
+    obj="$out/$name.o"
+    if [ -f "$obj" ] && [ -z "$(find "$src" $headers scripts/build-bpf.sh -newer "$obj" 2>/dev/null)" ]; then
+      continue
+    fi
+    "$CLANG" -O2 -g -target bpf -Wall -Werror -I"$arch_inc" -Ibpf -c "$src" -o "$obj.tmp"
+    mv "$obj.tmp" "$obj"
+    built=$((built + 1))
+  done
+}
+compile bpf build/bpf
+# Test fixtures (objects the tests load on purpose: a verifier rejection, a stale map layout).
+compile test/fixtures/bpf build/test-bpf
+echo "build-bpf: $built object(s) rebuilt; $(ls build/bpf/*.o | wc -l) programs in build/bpf, $(ls build/test-bpf/*.o | wc -l) fixtures in build/test-bpf"

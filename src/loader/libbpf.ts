@@ -210,7 +210,8 @@ export interface Libbpf {
 
 let bound: Libbpf | undefined;
 
-function loadLibrary(name: string, remedy: string): ReturnType<typeof koffi.load> {
+/** Load a shared library; a missing one becomes LibraryMissingError carrying the remedy. */
+export function loadLibrary(name: string, remedy: string): ReturnType<typeof koffi.load> {
   try {
     return koffi.load(name);
   } catch (err) {
