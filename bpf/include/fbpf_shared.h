@@ -61,7 +61,8 @@ enum fbpf_drop_reason {
 	FBPF_DROP_TTL_EXCEEDED = 9,   /* inner TTL expires here: handed to the stack (ICMP) */
 	FBPF_DROP_ENCAP_FAILED = 10,  /* bpf_skb_adjust_room refused to grow the packet */
 	FBPF_DROP_DECAP_FAILED = 11,  /* the outer headers could not be removed */
-	FBPF_DROP_REASONS = 12,       /* number of slots in the drops map */
+	FBPF_DROP_NO_NEIGH = 12,      /* a host-gw next hop's MAC could not be resolved */
+	FBPF_DROP_REASONS = 13,       /* number of slots in the drops map */
 };
 
 /* Peers map (LPM trie): pod subnet -> how to reach it. */

@@ -27,11 +27,11 @@ enum fbpf_fib_result {
 /*
  * Look up `dst` from the uplink's point of view (output lookup). When the
  * neighbour is resolved, write the Ethernet addresses into the frame and set
- * *ret to the redirect verdict. When `want_onlink` is set, a route through a
- * gateway is reported as FBPF_FIB_GATEWAY and nothing is written.
+ * *oif to the interface to send on. When `want_onlink` is set, a route
+ * through a gateway is reported as FBPF_FIB_GATEWAY and nothing is written.
  */
-static __always_inline int fbpf_fib_redirect(struct __sk_buff *skb, const struct fbpf_node_config *cfg,
-					     __be32 dst, int want_onlink, int *ret)
+static __always_inline int fbpf_fib_resolve(struct __sk_buff *skb, const struct fbpf_node_config *cfg,
+					    __be32 dst, int want_onlink, __u32 *oif)
 {
 	struct bpf_fib_lookup fib = {};
 	long rc;
@@ -51,8 +51,20 @@ static __always_inline int fbpf_fib_redirect(struct __sk_buff *skb, const struct
 	if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) ||
 	    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0))
 		return FBPF_FIB_FAILED;
-	*ret = bpf_redirect(fib.ifindex, 0);
+	*oif = fib.ifindex;
 	return FBPF_FIB_RESOLVED;
+}
+
+/* fbpf_fib_resolve, then redirect there: *ret holds the verdict when RESOLVED. */
+static __always_inline int fbpf_fib_redirect(struct __sk_buff *skb, const struct fbpf_node_config *cfg,
+					     __be32 dst, int want_onlink, int *ret)
+{
+	__u32 oif = 0;
+	int res = fbpf_fib_resolve(skb, cfg, dst, want_onlink, &oif);
+
+	if (res == FBPF_FIB_RESOLVED)
+		*ret = bpf_redirect(oif, 0);
+	return res;
 }
 
 /* Send an encapsulated frame whose outer destination is `dst` (a peer's public IP). */
@@ -67,7 +79,14 @@ static __always_inline int fbpf_send_encapped(struct __sk_buff *skb, const struc
 	return bpf_redirect_neigh(cfg->uplink_ifindex, 0, 0, 0);
 }
 
-/* Send a plain frame to the on-link next hop `nh` through the neighbour layer. */
+/*
+ * Send a plain frame to the on-link next hop `nh` through the neighbour layer.
+ * Caveat (why uplink_egress.c exists): when the neighbour is unresolved the
+ * kernel queues the frame and, once ARP completes, re-outputs it through the
+ * neighbour of the skb's original route (the flannel-bpf device's), i.e.
+ * with the device's MAC as destination, out of the uplink. The uplink egress
+ * program recognises those frames and gives them the right MACs.
+ */
 static __always_inline int fbpf_send_via_neigh(const struct fbpf_node_config *cfg, __be32 nh)
 {
 	struct bpf_redir_neigh p = {};

@@ -14,12 +14,14 @@ import { attachXdp, detachXdp, queryXdp, type XdpMode, type XdpModeRequest } fro
 import { FlannelBpfError } from './errors.js';
 import { libbpf } from './libbpf.js';
 import { NodeMaps, PEER_SIZED_MAPS } from '../maps/index.js';
+import type { BackendType } from '../maps/config.js';
 
 export const PROGRAMS = {
   devEgress: { object: 'dev_egress.o', program: 'fbpf_dev_egress' },
   devIngress: { object: 'dev_ingress.o', program: 'fbpf_dev_ingress' },
   uplinkIngress: { object: 'uplink_ingress.o', program: 'fbpf_uplink_ingress' },
   uplinkXdp: { object: 'uplink_xdp.o', program: 'fbpf_uplink_xdp' },
+  uplinkEgress: { object: 'uplink_egress.o', program: 'fbpf_uplink_egress' },
 } as const;
 export type ProgramKey = keyof typeof PROGRAMS;
 
@@ -55,13 +57,24 @@ export interface AttachPlan {
   uplinkIfindex: number;
   devIfindex: number;
   engine: Engine;
-  /** Attach dev_ingress (needed when the device is a VXLAN device). */
-  vxlanDevice: boolean;
+  /** vxlan: the device is a VXLAN device (dev ingress program); host-gw: uplink egress fix-up. */
+  backend: BackendType;
   xdpMode?: XdpModeRequest;
 }
 
+export type HookName = 'uplink-xdp' | 'uplink-tc-ingress' | 'uplink-tc-egress' | 'dev-tc-egress' | 'dev-tc-ingress';
+
+/** The hooks a backend/engine combination uses. */
+export function hooksFor(plan: Pick<AttachPlan, 'engine' | 'backend'>): HookName[] {
+  const hooks: HookName[] = ['uplink-tc-ingress', 'dev-tc-egress'];
+  if (plan.engine === 'xdp') hooks.unshift('uplink-xdp');
+  if (plan.backend === 'host-gw') hooks.push('uplink-tc-egress');
+  if (plan.backend === 'vxlan') hooks.push('dev-tc-ingress');
+  return hooks;
+}
+
 export interface HookState {
-  hook: 'uplink-xdp' | 'uplink-tc-ingress' | 'dev-tc-egress' | 'dev-tc-ingress';
+  hook: HookName;
   ifindex: number;
   progId: number | null;
   /** XDP only: the mode it runs in. */
@@ -121,10 +134,13 @@ export class Dataplane {
   attach(plan: AttachPlan): HookState[] {
     const slot = (ifindex: number, direction: 'ingress' | 'egress'): TcSlot =>
       ({ ifindex, direction, handle: TC_HANDLE, priority: TC_PRIORITY });
+    const want = hooksFor(plan);
     attachTc(slot(plan.devIfindex, 'egress'), this.program('devEgress').fd);
     attachTc(slot(plan.uplinkIfindex, 'ingress'), this.program('uplinkIngress').fd);
-    if (plan.vxlanDevice) attachTc(slot(plan.devIfindex, 'ingress'), this.program('devIngress').fd);
+    if (want.includes('dev-tc-ingress')) attachTc(slot(plan.devIfindex, 'ingress'), this.program('devIngress').fd);
     else detachTc(slot(plan.devIfindex, 'ingress'));
+    if (want.includes('uplink-tc-egress')) attachTc(slot(plan.uplinkIfindex, 'egress'), this.program('uplinkEgress').fd);
+    else detachTc(slot(plan.uplinkIfindex, 'egress'));
     if (plan.engine === 'xdp') {
       this.#attachXdp(plan.uplinkIfindex, plan.xdpMode ?? 'auto');
     } else if (isOurXdp(plan.uplinkIfindex)) {
@@ -195,6 +211,7 @@ export function hookStates(plan: Pick<AttachPlan, 'uplinkIfindex' | 'devIfindex'
   return [
     xdp,
     tc('uplink-tc-ingress', plan.uplinkIfindex, 'ingress'),
+    tc('uplink-tc-egress', plan.uplinkIfindex, 'egress'),
     tc('dev-tc-egress', plan.devIfindex, 'egress'),
     tc('dev-tc-ingress', plan.devIfindex, 'ingress'),
   ];
@@ -207,5 +224,6 @@ export function detachAll(plan: Pick<AttachPlan, 'uplinkIfindex' | 'devIfindex'>
   detachTc(slot(plan.devIfindex, 'egress'));
   detachTc(slot(plan.devIfindex, 'ingress'));
   detachTc(slot(plan.uplinkIfindex, 'ingress'));
+  detachTc(slot(plan.uplinkIfindex, 'egress'));
   if (isOurXdp(plan.uplinkIfindex)) detachXdp(plan.uplinkIfindex);
 }

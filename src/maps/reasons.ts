@@ -15,6 +15,7 @@ export const DROP_REASONS = [
   'ttl_exceeded',
   'encap_failed',
   'decap_failed',
+  'no_neigh',
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];
@@ -32,6 +33,7 @@ export const DROP_REASON_HELP: Record<DropReason, string> = {
   ttl_exceeded: 'inner TTL expired on this hop (handed to the stack, which answers with ICMP)',
   encap_failed: 'the packet could not be encapsulated',
   decap_failed: 'the outer headers could not be removed',
+  no_neigh: 'the MAC of a host-gw next hop could not be resolved',
 };
 
 export function dropReasonIndex(name: DropReason): number {

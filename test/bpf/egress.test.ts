@@ -288,3 +288,33 @@ test('IPv4 options on the inner packet are carried unchanged', (t) => {
   t.deepEqual(innerIp, withTtl(inner(pkt), 29));
   t.true(parseIPv4Packet(innerIp).checksumOk);
 });
+
+test('host-gw uplink egress fix-up: a frame re-sent by the neighbour layer with the device MAC gets the next hop\'s MACs', (t) => {
+  const h = new Harness({ backend: 'host-gw' }).peer(PEER, 'host-gw').peer(PEER_UNRESOLVED, 'host-gw');
+  t.teardown(() => h.close());
+  const uplink = skbCtx({ ifindex: testTopology().uplinkIfindex });
+  const queued = tcpFrame({ src: POD_A, dst: POD_B, ethSrc: h.config.devMac, ethDst: h.config.devMac });
+  const r = h.run('uplinkEgress', queued, { ctx: uplink });
+  t.is(r.retval, TC_ACT_OK, 'already on the right interface');
+  t.is(parseEth(r.data).dst, PEER.mac);
+  t.is(parseEth(r.data).src, NODE.uplinkMac);
+  t.deepEqual(r.data.subarray(12), queued.subarray(12), 'only the MACs change (TTL was lowered once already)');
+
+  const ordinary = tcpFrame({ src: NODE.publicIp, dst: PEER.publicIp, ethSrc: NODE.uplinkMac, ethDst: PEER.mac });
+  const r2 = h.run('uplinkEgress', ordinary, { ctx: uplink });
+  t.is(r2.retval, TC_ACT_OK);
+  t.deepEqual(r2.data, ordinary, 'the uplink\'s own traffic is untouched');
+
+  const stuck = tcpFrame({ src: POD_A, dst: '10.244.3.3', ethSrc: h.config.devMac, ethDst: h.config.devMac });
+  t.is(h.run('uplinkEgress', stuck, { ctx: uplink }).retval, 2 /* TC_ACT_SHOT */, 'still unresolved: dropped, not sent to a wrong MAC');
+  t.deepEqual(h.nonZeroDrops(), { no_neigh: 1 });
+});
+
+test('other backends leave the uplink egress alone', (t) => {
+  const h = new Harness({ backend: 'vxlan' }).peer(PEER, 'vxlan');
+  t.teardown(() => h.close());
+  const f = tcpFrame({ src: POD_A, dst: POD_B, ethSrc: h.config.devMac });
+  const r = h.run('uplinkEgress', f);
+  t.is(r.retval, TC_ACT_OK);
+  t.deepEqual(r.data, f);
+});

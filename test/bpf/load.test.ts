@@ -10,6 +10,7 @@ import { BpfObject } from '../../src/loader/object.js';
 import { VerifierError, FlannelBpfError } from '../../src/loader/errors.js';
 import { defaultObjectDir, PROGRAMS } from '../../src/loader/dataplane.js';
 import { requireRoot } from '../helpers/netns.js';
+import { DROP_REASONS } from '../../src/maps/reasons.js';
 
 test.before(() => requireRoot());
 
@@ -34,6 +35,7 @@ for (const file of objects) {
         `${info.jitedBytes} B jited, verifier processed ${info.verifiedInsns}; open+load ${obj.loadMs.toFixed(1)} ms`);
     }
     t.deepEqual([...obj.maps.keys()].sort(), ['fbpf_config', 'fbpf_drops', 'fbpf_peer_stats', 'fbpf_peers', 'fbpf_sources']);
+    t.is(obj.map('fbpf_drops').maxEntries, DROP_REASONS.length, 'C and TypeScript agree on the drop reasons');
   });
 }
 

@@ -150,17 +150,21 @@ test.serial('XDP: native on veth, generic fallback where the driver has none, at
 test.serial('Dataplane.attach per engine, engine switch, hook states, detachAll leaves nothing', (t) => {
   const dp = Dataplane.load();
   t.teardown(() => dp.close());
-  const plan = { uplinkIfindex: topo.uplinkIfindex, devIfindex: topo.devIfindex, vxlanDevice: true };
+  const plan = { uplinkIfindex: topo.uplinkIfindex, devIfindex: topo.devIfindex, backend: 'vxlan' as const };
   const before = new Set(listProgramIds());
   let states = dp.attach({ ...plan, engine: 'xdp' });
-  t.deepEqual(states.map((s) => [s.hook, s.ours]), [['uplink-xdp', true], ['uplink-tc-ingress', true], ['dev-tc-egress', true], ['dev-tc-ingress', true]]);
+  t.deepEqual(states.map((s) => [s.hook, s.ours]), [['uplink-xdp', true], ['uplink-tc-ingress', true], ['uplink-tc-egress', false],
+    ['dev-tc-egress', true], ['dev-tc-ingress', true]]);
   t.is(states[0]?.mode, 'native');
   states = dp.attach({ ...plan, engine: 'xdp' });
-  t.true(states.every((s) => s.ours), 'repeating the attach is harmless (replace)');
+  t.true(states.filter((s) => s.hook !== 'uplink-tc-egress').every((s) => s.ours), 'repeating the attach is harmless (replace)');
   states = dp.attach({ ...plan, engine: 'kernel' });
   t.is(states[0]?.progId, null, 'switching to the kernel engine removes our XDP program');
-  states = dp.attach({ ...plan, engine: 'tc', vxlanDevice: false });
-  t.is(states[3]?.progId, null, 'no device ingress program on a non-VXLAN device');
+  states = dp.attach({ ...plan, engine: 'tc', backend: 'host-gw' });
+  t.is(states[4]?.progId, null, 'no device ingress program on a non-VXLAN device');
+  t.true(states[2]?.ours, 'host-gw: the uplink egress fix-up is attached');
+  states = dp.attach({ ...plan, engine: 'tc', backend: 'udp' });
+  t.is(states[2]?.progId, null, 'and removed when the backend no longer needs it');
   detachAll(plan);
   t.true(hookStates(plan).every((s) => s.progId === null), 'detachAll removes every hook');
   dp.close();

@@ -205,7 +205,7 @@ function regex(s: string): string {
 }
 
 function listenIp(s: string): string {
-  if (s === '' || isIPv4(s)) return s;
+  if (s === '' || isIPv4(s as unknown)) return s;
   if (/^[0-9a-fA-F:]+$/.test(s) && s.includes(':')) return s;
   throw new BadValue('not an IP address');
 }

@@ -1,0 +1,3 @@
+export * from './desired.js';
+export * from './ids.js';
+export * from './diff.js';

@@ -1,0 +1,71 @@
+/**
+ * Traffic between namespaces for end-to-end tests: ping, and a TCP transfer
+ * whose sha256 is compared on both ends (test/helpers/transfer.mjs).
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { once } from 'node:events';
+import type { NetnsSet } from './netns.js';
+
+const TRANSFER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'transfer.mjs');
+
+export interface TransferResult { bytes: number; sha256Sent: string; sha256Received: string; gbps: number; ms: number }
+
+function lines(stream: NodeJS.ReadableStream): AsyncGenerator<string> {
+  let buf = '';
+  const queue: string[] = [];
+  let done = false;
+  let wake: (() => void) | null = null;
+  stream.setEncoding?.('utf8');
+  stream.on('data', (d: string) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) { queue.push(buf.slice(0, i)); buf = buf.slice(i + 1); }
+    wake?.();
+  });
+  stream.on('end', () => { done = true; wake?.(); });
+  return (async function* gen() {
+    for (;;) {
+      if (queue.length) { yield queue.shift()!; continue; }
+      if (done) return;
+      await new Promise<void>((r) => { wake = r; });
+      wake = null;
+    }
+  })();
+}
+
+/** Send `bytes` random bytes over TCP from one namespace to a server in another; both ends hash. */
+export async function tcpTransfer(set: NetnsSet, from: string, to: string, toIp: string, bytes: number, port = 5201): Promise<TransferResult> {
+  const server = set.spawn(to, `${process.execPath} ${TRANSFER} server ${port}`);
+  const out = lines(server.stdout!);
+  const first = await Promise.race([out.next(), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('server did not start')), 10_000))]);
+  if (first.value !== 'listening') throw new Error(`transfer server: unexpected ${String(first.value)}`);
+  const client = set.spawn(from, `${process.execPath} ${TRANSFER} client ${toIp} ${port} ${bytes}`);
+  let clientOut = '';
+  let clientErr = '';
+  client.stdout!.on('data', (d: Buffer) => { clientOut += d.toString(); });
+  client.stderr!.on('data', (d: Buffer) => { clientErr += d.toString(); });
+  let serverErr = '';
+  server.stderr!.on('data', (d: Buffer) => { serverErr += d.toString(); });
+  const timer = setTimeout(() => { client.kill('SIGKILL'); server.kill('SIGKILL'); }, 120_000);
+  const [[code]] = await Promise.all([once(client, 'exit'), once(server, 'exit')]);
+  clearTimeout(timer);
+  const recv = (await out.next()).value;
+  if (code !== 0 || !recv) throw new Error(`transfer failed (client exit ${String(code)}): ${clientErr} ${serverErr}`);
+  const c = JSON.parse(clientOut.trim()) as { bytes: number; sha256: string; ms: number };
+  const s = JSON.parse(recv) as { bytes: number; sha256: string; ms: number };
+  return { bytes: s.bytes, sha256Sent: c.sha256, sha256Received: s.sha256, ms: c.ms, gbps: (c.bytes * 8) / (c.ms * 1e6) };
+}
+
+/** ping from a namespace; returns packets received. */
+export function ping(set: NetnsSet, from: string, ip: string, opts: { count?: number; size?: number; df?: boolean } = {}): { sent: number; received: number } {
+  const args = [`-c ${opts.count ?? 3}`, '-i 0.05', '-W 2', opts.size !== undefined ? `-s ${opts.size}` : '', opts.df ? '-M do' : ''].join(' ');
+  let out: string;
+  try {
+    out = set.exec(from, `ping ${args} ${ip}`);
+  } catch (err) {
+    out = (err as Error).message;
+  }
+  const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(out);
+  return { sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0) };
+}
