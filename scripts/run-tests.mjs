@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+// `npm test`: unit and BPF tests first, namespace (e2e) tests after; prints
+// how many tests ran in each phase; fails on any failure, skip or todo, and
+// on anything a test left behind (namespaces, BPF programs, pins).
+import { spawnSync, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+
+const phases = [
+  { name: 'unit', dir: 'test/unit' },
+  { name: 'bpf', dir: 'test/bpf' },
+  { name: 'e2e', dir: 'test/e2e' },
+];
+
+function testFiles(dir) {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? testFiles(`${dir}/${e.name}`) : e.name.endsWith('.test.ts') ? [`${dir}/${e.name}`] : []).sort();
+}
+const only = process.argv.slice(2);
+
+function snapshot() {
+  const netns = (() => { try { return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]).filter(Boolean); } catch { return []; } })();
+  const progs = (() => {
+    try {
+      return JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' }))
+        .filter((p) => String(p.name ?? '').startsWith('fbpf_')).map((p) => `${p.id}:${p.name}`);
+    } catch { return []; }
+  })();
+  const pins = (() => { try { return fs.readdirSync('/sys/fs/bpf').filter((n) => n.startsWith('fbt') || n.startsWith('fbpf')); } catch { return []; } })();
+  return { netns, progs, pins };
+}
+
+const before = snapshot();
+const t0 = Date.now();
+const totals = { passed: 0, failed: 0, skipped: 0, todo: 0 };
+let failed = false;
+for (const phase of phases) {
+  if (only.length && !only.includes(phase.name)) continue;
+  const files = testFiles(phase.dir);
+  if (files.length === 0) continue;
+  const t = Date.now();
+  console.log(`\n=== ${phase.name} tests (${files.length} files) ===`);
+  const res = spawnSync('npx', ['ava', ...files], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  process.stdout.write(res.stdout ?? '');
+  const count = (re) => Number(re.exec(res.stdout ?? '')?.[1] ?? 0);
+  const passed = count(/(\d+) tests? passed/);
+  const nfailed = count(/(\d+) tests? failed/) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
+  const skipped = count(/(\d+) tests? skipped/);
+  const todo = count(/(\d+) tests? todo/);
+  totals.passed += passed; totals.failed += nfailed; totals.skipped += skipped; totals.todo += todo;
+  console.log(`=== ${phase.name}: ${passed} passed, ${nfailed} failed, ${skipped} skipped, ${todo} todo in ${((Date.now() - t) / 1000).toFixed(1)} s ===`);
+  if (res.status !== 0 || nfailed || skipped || todo || passed === 0) failed = true;
+}
+
+const after = snapshot();
+const leaked = {
+  netns: after.netns.filter((n) => !before.netns.includes(n)),
+  progs: after.progs.filter((p) => !before.progs.includes(p)),
+  pins: after.pins.filter((p) => !before.pins.includes(p)),
+};
+const leakCount = leaked.netns.length + leaked.progs.length + leaked.pins.length;
+if (leakCount) {
+  console.log(`\nLEFT BEHIND by the tests: ${JSON.stringify(leaked)}`);
+  failed = true;
+}
+console.log(`\nTOTAL: ${totals.passed} tests passed, ${totals.failed} failed, ${totals.skipped} skipped, ${totals.todo} todo; ` +
+  `nothing left behind: ${leakCount === 0}; wall time ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+process.exit(failed ? 1 : 0);
