@@ -4,7 +4,7 @@ import {
   type EtcdSubnetKey,
 } from '../../src/control/lease/etcd.js';
 import { vxlanBackendData } from '../../src/control/lease/backend-data.js';
-import type { Lease, LeaseParse, Rejection } from '../../src/control/lease/types.js';
+import type { Lease, LeaseParse, Rejection, RejectReason } from '../../src/control/lease/types.js';
 import { parseCidr, parseIPv4, formatCidr } from '../../src/maps/addr.js';
 
 function leaseOf(t: import('ava').ExecutionContext, r: LeaseParse): Lease {
@@ -96,7 +96,7 @@ test('parse: a vxlan lease without VNI is accepted with vni undefined (flannel n
 });
 
 test('parse: rejections carry the reason code and name the lease', (t) => {
-  const cases: [string, string, string][] = [
+  const cases: [string, string, RejectReason][] = [
     ['10.244.1.5-24', '{"PublicIP":"10.0.0.1"}', 'bad_subnet'],
     ['config', '{"Network":"10.244.0.0/16"}', 'bad_subnet'],
     ['10.244.1.0-24', '{"PublicIP":"10.0.0.1"', 'malformed_json'],

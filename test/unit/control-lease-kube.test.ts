@@ -4,7 +4,7 @@ import {
   nodeLeaseChanged, storedVtepMac, storedNodePublicIp, backendDataAnnotation, isFlannelNode, type NodeLike,
 } from '../../src/control/lease/kube.js';
 import type { OwnLeaseAttrs } from '../../src/control/lease/backend-data.js';
-import type { Lease, LeaseParse } from '../../src/control/lease/types.js';
+import type { Lease, LeaseParse, RejectReason } from '../../src/control/lease/types.js';
 import { ConfigError } from '../../src/control/config/errors.js';
 import { parseCidr, parseIPv4, formatCidr } from '../../src/maps/addr.js';
 
@@ -94,7 +94,7 @@ test('udp nodes (empty backend-type) and host-gw nodes', (t) => {
 });
 
 test('rejections: bad public IP, malformed backend-data, bad VtepMAC', (t) => {
-  const cases: [Record<string, string>, string][] = [
+  const cases: [Record<string, string>, RejectReason][] = [
     [{ ...vxlanAnn(), [`${P}public-ip`]: '' }, 'bad_public_ip'],
     [{ ...vxlanAnn(), [`${P}public-ip`]: '10.0.0.1.2' }, 'bad_public_ip'],
     [{ ...vxlanAnn(), [`${P}backend-data`]: '{"VNI":1,"VtepMAC":' }, 'malformed_json'],
