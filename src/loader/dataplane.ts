@@ -29,7 +29,8 @@ export type ProgramKey = keyof typeof PROGRAMS;
 export const TC_HANDLE = 0xfb;
 export const TC_PRIORITY = 0xfb;
 
-export type Engine = 'kernel' | 'xdp' | 'tc';
+export type { Engine } from './engine.js';
+import type { Engine } from './engine.js';
 
 /** Where the BPF objects are: $FLANNEL_BPF_OBJ_DIR, else build/bpf of this checkout. */
 export function defaultObjectDir(): string {
