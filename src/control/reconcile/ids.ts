@@ -53,7 +53,7 @@ export function assignPeerIds(
     }
   }
   const previousIds = new Set(previous.values());
-  const freed = [...previousIds].filter((id) => !used.has(id)).sort((a, b) => a - b);
+  const freed = [...previousIds].filter((id) => Number.isInteger(id) && id >= 1 && !used.has(id)).sort((a, b) => a - b);
   const freedNow = new Set(freed);
 
   const taken: number[] = [];
