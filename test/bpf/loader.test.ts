@@ -186,9 +186,10 @@ catch (e) { console.log(JSON.stringify({ name: e.name, errno: e.errno, remedy: e
   t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const file = path.join(tmp, 'probe.mts');
   fs.writeFileSync(file, script);
-  fs.chmodSync(tmp, 0o755);
-  const out = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all',
-    process.execPath, '--import', 'tsx', file], { encoding: 'utf8', env: { ...process.env, HOME: tmp, TSX_TSCONFIG_PATH: path.resolve('tsconfig.json') } });
+  /* Still uid 0 (so the checkout stays readable wherever it is), but with every capability dropped. */
+  const tsx = `file://${path.resolve('node_modules/tsx/dist/esm/index.mjs')}`;
+  const out = execFileSync('setpriv', ['--inh-caps=-all', '--ambient-caps=-all', '--bounding-set=-all', '--',
+    process.execPath, '--import', tsx, file], { encoding: 'utf8', env: { ...process.env, TSX_TSCONFIG_PATH: path.resolve('tsconfig.json') } });
   const res = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { name?: string; errno?: number; remedy?: string };
   t.is(res.name, 'BpfPermissionError');
   t.is(res.errno, 1);
