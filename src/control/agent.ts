@@ -1,0 +1,464 @@
+/**
+ * The agent: flanneld's job with BPF maps instead of per-peer routes.
+ *
+ *   flags ─▶ subnet manager (etcd | kube) ─▶ network config, own lease
+ *         ─▶ node setup: uplink, device, ip_forward, programs + maps, masquerade, subnet.env
+ *         ─▶ lease watch ─▶ Reconciler (pure desired state, batched map diff)
+ *
+ * Stopping (SIGTERM/SIGINT) leaves the dataplane running: programs stay
+ * attached and maps pinned, so a restart loses nothing. `flannel-bpf reset`
+ * removes it all.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import type { AgentFlags } from './config/flags.js';
+import { parseNetConf, checkNetworkConfig, backendPodMtu, backendPort, backendVni, type NetConf } from './config/net-conf.js';
+import type { Lease, Rejection } from './lease/types.js';
+import type { OwnLeaseAttrs } from './lease/backend-data.js';
+import type { Logger } from './log.js';
+import { Reconciler, type ApplyResult } from './reconcile/apply.js';
+import type { OwnNode } from './reconcile/desired.js';
+import { ensureDevice, linkInfo, defaultIpRunner, type IpRunner, type DeviceState, DEVICE_NAME } from './device.js';
+import { chooseUplink, readInterfaces, readRoutes, onLinkSubnets, type UplinkChoice } from './uplink.js';
+import { chooseVtepMac } from './vtep.js';
+import { writeSubnetEnv, readSubnetEnv } from './subnet-env.js';
+import { masqRules, forwardRules, ensureRules, defaultExec, type Exec } from './masquerade.js';
+import { writeStateFile, type AgentStateFile } from './state.js';
+import { Dataplane, hookStates, hooksFor, type HookState, type AttachPlan } from '../loader/dataplane.js';
+import { resolveEngine, type Engine } from '../loader/engine.js';
+import { FlannelBpfError } from '../loader/errors.js';
+import { setLibbpfLogSink } from '../loader/log.js';
+import { NodeMaps } from '../maps/index.js';
+import { CONFIG_FLAGS, type BackendType } from '../maps/config.js';
+import { formatCidr, formatIPv4, cidrContains, type Cidr } from '../maps/addr.js';
+
+export type { LeaseEvent, StoreState, SubnetManager } from './subnet/types.js';
+import { SubnetError, type LeaseEvent, type StoreState, type SubnetManager } from './subnet/types.js';
+
+export interface AgentDeps {
+  log: Logger;
+  env: Readonly<Record<string, string | undefined>>;
+  makeSubnetManager(flags: AgentFlags, log: Logger): SubnetManager;
+  ip?: IpRunner;
+  exec?: Exec;
+  /** Node name for logs and identity (etcd mode: hostname by default). */
+  nodeName?: string;
+  /** Called whenever something status/metrics care about changes. */
+  onChange?(agent: Agent): void;
+}
+
+export class AgentError extends FlannelBpfError {}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+  });
+}
+
+export class Agent {
+  readonly startedAt = new Date();
+  storeState: { state: StoreState; since: Date; detail?: string } = { state: 'connecting', since: new Date() };
+  conf: NetConf | null = null;
+  lease: Lease | null = null;
+  uplink: UplinkChoice | null = null;
+  uplinkDriver = 'unknown';
+  device: DeviceState | null = null;
+  engine: Engine | null = null;
+  xdpMode: string | null = null;
+  vtepMac = '';
+  podMtu = 0;
+  dp: Dataplane | null = null;
+  reconciler: Reconciler | null = null;
+  hooks: HookState[] = [];
+  subnetEnvWritten = false;
+  lastSync: Date | null = null;
+  warnings: string[] = [];
+  readonly leaseEvents = { added: 0, updated: 0, removed: 0, snapshot: 0, rejected: 0 };
+  readonly rejectedTotal = new Map<string, number>();
+  lastApply: ApplyResult | null = null;
+  readonly applyHistory: number[] = [];
+  #sm: SubnetManager | null = null;
+  readonly #ip: IpRunner;
+  readonly #exec: Exec;
+  readonly #log: Logger;
+  #plan: AttachPlan | null = null;
+  #stateTimer: NodeJS.Timeout | null = null;
+  #pendingApply = false;
+  #abortRun: (() => void) | null = null;
+  /** Set when the agent must exit with an error (e.g. our lease moved). */
+  fatal: AgentError | null = null;
+
+  constructor(readonly flags: AgentFlags, private readonly deps: AgentDeps) {
+    this.#ip = deps.ip ?? defaultIpRunner;
+    this.#exec = deps.exec ?? defaultExec;
+    this.#log = deps.log;
+  }
+
+  get nodeName(): string {
+    return this.deps.nodeName ?? this.flags.nodeName ?? os.hostname();
+  }
+
+  get backend(): BackendType {
+    if (!this.conf) throw new AgentError('no network config yet', 'wait for the agent to start');
+    return this.conf.backend.type;
+  }
+
+  /** Programs attached where the engine needs them (readiness). */
+  attached(): boolean {
+    if (!this.#plan) return false;
+    const want = hooksFor(this.#plan);
+    return want.every((h) => this.hooks.find((s) => s.hook === h)?.ours);
+  }
+
+  /** Run until the signal aborts. Throws (with a remedy) when the node cannot be set up. */
+  async run(outer: AbortSignal): Promise<void> {
+    const inner = new AbortController();
+    outer.addEventListener('abort', () => inner.abort(), { once: true });
+    if (outer.aborted) inner.abort();
+    this.#abortRun = () => inner.abort();
+    const signal = inner.signal;
+    /* libbpf repeats the kernel's extack text for expected outcomes (an empty TC slot, an existing qdisc): debug. */
+    setLibbpfLogSink((level, line) => this.#log.log(level === 0 && !line.includes('Kernel error message') ? 'warn' : 'debug', line, { component: 'libbpf' }));
+    const sm = this.deps.makeSubnetManager(this.flags, this.#log);
+    this.#sm = sm;
+    sm.onStateChange((state, detail) => {
+      if (state !== this.storeState.state) {
+        this.#log.log(state === 'disconnected' ? 'warn' : 'info', `lease store ${state}`, { store: sm.kind, detail });
+      }
+      this.storeState = { state, since: new Date(), detail };
+      this.#changed();
+    });
+    try {
+      await this.#start(sm, signal);
+      if (signal.aborted) return;
+      const watch = sm.watchLeases((e) => this.#onEvent(e), signal);
+      await sm.completeLease(signal).catch((err: unknown) => {
+        this.#log.warn(`could not complete the lease: ${(err as Error).message}`, { store: sm.kind });
+      });
+      const periodic = this.#periodic(signal);
+      await Promise.all([watch, periodic]);
+      if (this.fatal) throw this.fatal;
+    } finally {
+      if (this.#stateTimer) clearTimeout(this.#stateTimer);
+      this.#writeState();
+      await sm.close().catch(() => undefined);
+      /* Leave programs attached and maps pinned: a restart is hitless. */
+      this.dp?.close();
+      this.dp = null;
+      setLibbpfLogSink(null);
+    }
+  }
+
+  async #start(sm: SubnetManager, signal: AbortSignal): Promise<void> {
+    const log = this.#log;
+    /* 1. Network config, retried every second like flanneld. */
+    let raw: string | null = null;
+    while (!signal.aborted && raw === null) {
+      try {
+        raw = await sm.getNetworkConfig(signal);
+      } catch (err) {
+        if (err instanceof SubnetError && !err.retryable) throw err;
+        log.warn(`failed to get the network config, retrying in 1 s: ${(err as Error).message}`, { store: sm.kind });
+        await sleep(1000, signal);
+      }
+    }
+    if (raw === null) return;
+    const parsed = parseNetConf(raw, { mode: sm.kind, document: sm.kind === 'kube' ? this.flags.netConfigPath : `${this.flags.etcdPrefix}/config` });
+    const conf: NetConf = sm.kind === 'etcd' ? checkNetworkConfig(parsed) : parsed;
+    this.conf = conf;
+    for (const w of conf.warnings) { log.warn(w, { config: 'net-conf.json' }); this.warnings.push(w); }
+    log.info(`found network config - backend type: ${conf.backend.type}`, { network: formatCidr(conf.network), backend: conf.backend });
+
+    /* 2. Uplink (and the public IP the node publishes). */
+    const published = await sm.nodeHints(signal);
+    const publicIpFlag = published.publicIp !== null ? formatIPv4(published.publicIp) : this.flags.publicIp;
+    const ifaces = readInterfaces(this.#ip);
+    const uplink = chooseUplink(ifaces, { ...this.flags, publicIp: publicIpFlag }, readRoutes(this.flags, this.#ip));
+    this.uplink = uplink;
+    this.uplinkDriver = this.#driverOf(uplink.iface.name);
+    log.info(`using interface with name ${uplink.iface.name} and address ${formatIPv4(uplink.publicIp)}`,
+      { uplink: uplink.iface.name, reason: uplink.reason, driver: this.uplinkDriver });
+
+    /* 3. Refuse to run over pinned state of another backend. */
+    const pinned = this.#pinnedConfig();
+    if (pinned && pinned.backend !== conf.backend.type) {
+      throw new AgentError(`the pinned dataplane in ${this.flags.bpffsPinDir} was set up for the ${pinned.backend} backend, but net-conf.json says ${conf.backend.type}`,
+        `the backend cannot change while nodes run (as in flannel); to switch, run "flannel-bpf reset --bpffs-pin-dir=${this.flags.bpffsPinDir}" on the node and start again`);
+    }
+
+    /* 4. VtepMAC: published one, else our device's, else derived from the node's identity. */
+    const backend = conf.backend.type;
+    let deviceMac: string | null = null;
+    try { deviceMac = linkInfo(DEVICE_NAME, this.#ip).mac; } catch { deviceMac = null; }
+    const vtep = chooseVtepMac({ published: published.vtepMac, device: deviceMac, identity: `${this.nodeName}/${formatIPv4(uplink.publicIp)}` });
+    this.vtepMac = vtep.mac;
+
+    /* 5. Own lease. */
+    const attrs: OwnLeaseAttrs = { publicIp: uplink.publicIp, backendType: backend };
+    if (conf.backend.type === 'vxlan') { attrs.vni = backendVni(conf.backend); attrs.vtepMac = vtep.mac; }
+    const previous = readSubnetEnv(this.flags.subnetFile);
+    const lease = await sm.acquireLease({ attrs, config: conf, previousSubnet: previous?.subnet ?? null }, signal);
+    this.lease = lease;
+    if (lease.vtepMac && lease.vtepMac !== vtep.mac) {
+      /* The store had a VtepMAC for us already (our public IP's etcd lease): keep it, peers know it. */
+      vtep.mac = lease.vtepMac;
+      vtep.source = 'published';
+      this.vtepMac = lease.vtepMac;
+    }
+    log.info(`acquired lease ${formatCidr(lease.subnet)}`, { lease: lease.key, vtepMac: vtep.mac, vtepMacSource: vtep.source });
+    sm.onOwnLeaseChange((now, before) => {
+      if (now.subnet.addr === before.subnet.addr && now.subnet.prefix === before.subnet.prefix) {
+        log.warn('our lease was lost and re-acquired with the same subnet', { lease: now.key });
+        this.lease = now;
+        return;
+      }
+      log.error(`our lease moved from ${formatCidr(before.subnet)} to ${formatCidr(now.subnet)}; exiting so the node is set up again`, { lease: now.key });
+      this.fatal = new AgentError(`own lease changed subnet (${formatCidr(before.subnet)} → ${formatCidr(now.subnet)})`, 'the agent restarts and re-programs the node (pods on the old subnet must be recreated)');
+      this.#abortRun?.();
+    });
+    if (!cidrContains(conf.network, lease.subnet.addr)) {
+      throw new AgentError(`our subnet ${formatCidr(lease.subnet)} is outside the network ${formatCidr(conf.network)}`,
+        'fix the node\'s podCIDR (kube) or the lease (etcd) so it lies inside net-conf.json\'s Network');
+    }
+
+    /* 6. Node setup. */
+    this.podMtu = backendPodMtu(conf.backend, uplink.iface.mtu);
+    this.device = ensureDevice({
+      kind: backend === 'vxlan' ? 'vxlan' : 'veth', mac: vtep.mac, mtu: this.podMtu, subnet: lease.subnet,
+      network: conf.network, port: backendPort(conf.backend), uplink: uplink.iface.name,
+    }, this.#ip);
+    this.#sysctl('net/ipv4/ip_forward', '1');
+    this.engine = resolveEngine(this.flags.decap, backend, { driver: this.uplinkDriver });
+    const dp = Dataplane.load({ pinDir: this.flags.bpffsPinDir, maxPeers: this.flags.maxPeers });
+    this.dp = dp;
+    const directRouting = conf.backend.type === 'vxlan' && conf.backend.directRouting;
+    dp.maps.config.set(0, {
+      publicIp: uplink.publicIp, vni: backendVni(conf.backend), port: backendPort(conf.backend), backend, decap: this.engine,
+      flags: (directRouting || backend === 'host-gw' ? CONFIG_FLAGS.steerDirect : 0),
+      uplinkIfindex: uplink.iface.ifindex, devIfindex: this.device.ifindex, subnet: lease.subnet, network: conf.network,
+      mtu: this.podMtu, vtepMac: vtep.mac, devMac: this.device.mac, uplinkMac: uplink.iface.mac, cniIfindex: 0,
+    });
+    const own: OwnNode = {
+      subnet: lease.subnet, network: conf.network, publicIp: uplink.publicIp, backend,
+      vni: backendVni(conf.backend), port: backendPort(conf.backend), directRouting, leaseKey: lease.key,
+    };
+    this.reconciler = new Reconciler(dp.maps, own, { onLinkSubnets: onLinkSubnets(uplink.iface.name, this.#ip) }, this.flags.maxPeers, log, {
+      applied: (r) => { this.lastApply = r; this.applyHistory.push(r.seconds); if (this.applyHistory.length > 1000) this.applyHistory.shift(); this.#changed(); },
+      rejected: (r) => { this.rejectedTotal.set(r.reason, (this.rejectedTotal.get(r.reason) ?? 0) + 1); },
+    });
+    this.#plan = { uplinkIfindex: uplink.iface.ifindex, devIfindex: this.device.ifindex, engine: this.engine, backend };
+    this.hooks = dp.attach(this.#plan);
+    this.xdpMode = this.hooks.find((h) => h.hook === 'uplink-xdp')?.mode ?? null;
+    log.info('dataplane attached', { engine: this.engine, xdpMode: this.xdpMode, hooks: this.hooks.map((h) => `${h.hook}:${h.progId ?? '-'}`) });
+
+    if (this.flags.ipMasq) ensureRules(masqRules(conf.network, lease.subnet, !this.flags.ipMasqFullyRandomDisable), this.#exec);
+    if (this.flags.iptablesForwardRules) ensureRules(forwardRules(conf.network), this.#exec);
+
+    writeSubnetEnv(this.flags.subnetFile, { network: conf.network, subnet: lease.subnet, mtu: this.podMtu, ipMasq: this.flags.ipMasq });
+    this.subnetEnvWritten = true;
+    log.info(`wrote subnet file to ${this.flags.subnetFile}`, { previousSubnet: previous?.subnet ? formatCidr(previous.subnet) : null });
+    this.#changed();
+  }
+
+  #onEvent(e: LeaseEvent): void {
+    const r = this.reconciler;
+    if (!r) return;
+    this.leaseEvents[e.type === 'added' ? 'added' : e.type === 'updated' ? 'updated' : e.type === 'removed' ? 'removed' : e.type === 'snapshot' ? 'snapshot' : 'rejected']++;
+    try {
+      switch (e.type) {
+        case 'snapshot':
+          for (const rej of e.rejected) this.#countRejected(rej);
+          r.snapshot(e.leases);
+          this.lastSync = new Date();
+          this.#log.info(`lease snapshot applied: ${r.planned.length} peers programmed`, { leases: e.leases.length, rejected: e.rejected.length + (r.last?.rejected.length ?? 0) });
+          break;
+        case 'added':
+        case 'updated':
+          r.leases.set(e.lease.key, e.lease);
+          this.#scheduleApply();
+          break;
+        case 'removed':
+          r.leases.delete(e.key);
+          this.#scheduleApply();
+          break;
+        case 'rejected':
+          this.#countRejected(e.rejection);
+          this.#log.warn(e.rejection.message, { lease: e.rejection.leaseKey, reason: e.rejection.reason });
+          if (r.leases.delete(e.rejection.leaseKey)) this.#scheduleApply();
+          break;
+      }
+    } catch (err) {
+      this.#log.error(`applying lease changes failed: ${(err as Error).message}`, { event: e.type });
+    }
+  }
+
+  #countRejected(r: Rejection): void {
+    this.rejectedTotal.set(r.reason, (this.rejectedTotal.get(r.reason) ?? 0) + 1);
+  }
+
+  /** Coalesce a burst of events into one apply (same tick). */
+  #scheduleApply(): void {
+    if (this.#pendingApply) return;
+    this.#pendingApply = true;
+    queueMicrotask(() => {
+      this.#pendingApply = false;
+      try {
+        this.reconciler?.apply();
+        this.lastSync = new Date();
+      } catch (err) {
+        this.#log.error(`applying lease changes failed: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  /** Every few seconds: programs still attached (re-attach if not), uplink facts, iptables rules. */
+  async #periodic(signal: AbortSignal): Promise<void> {
+    let ticks = 0;
+    while (!signal.aborted) {
+      await sleep(1000, signal);
+      if (signal.aborted) break;
+      ticks++;
+      try {
+        this.#checkAttach();
+        if (ticks % 5 === 0) this.#refreshUplink();
+        if (ticks % Math.max(1, this.flags.iptablesResync) === 0) this.#resyncRules();
+      } catch (err) {
+        this.#log.warn(`periodic check failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  #checkAttach(): void {
+    if (!this.#plan || !this.dp) return;
+    let plan = this.#plan;
+    /* The uplink or device may have been recreated (new ifindex). */
+    try {
+      const up = linkInfo(this.uplink?.iface.name ?? '', this.#ip);
+      const dev = linkInfo(this.device?.name ?? DEVICE_NAME, this.#ip);
+      if (up.ifindex !== plan.uplinkIfindex || dev.ifindex !== plan.devIfindex) {
+        plan = { ...plan, uplinkIfindex: up.ifindex, devIfindex: dev.ifindex };
+        this.#log.warn('uplink or device changed ifindex; re-attaching', { uplink: up.ifindex, device: dev.ifindex });
+        const cfg = this.dp.maps.readConfig();
+        if (cfg) this.dp.maps.config.set(0, { ...cfg, uplinkIfindex: up.ifindex, devIfindex: dev.ifindex, uplinkMac: up.mac });
+        this.#plan = plan;
+      }
+    } catch (err) {
+      const was = this.attached();
+      this.hooks = hookStates(plan);
+      if (was) this.#log.error(`uplink or device is gone: ${(err as Error).message}`);
+      this.#changed();
+      return;
+    }
+    this.hooks = hookStates(plan);
+    if (!this.attached()) {
+      this.#log.warn('programs found detached; re-attaching', { hooks: this.hooks.map((h) => `${h.hook}:${h.progId ?? '-'}`) });
+      this.hooks = this.dp.attach(plan);
+      this.#changed();
+    }
+  }
+
+  #refreshUplink(): void {
+    if (!this.uplink || !this.reconciler) return;
+    const subnets = onLinkSubnets(this.uplink.iface.name, this.#ip);
+    const before = JSON.stringify(this.reconciler.uplinkFacts.onLinkSubnets);
+    if (before === JSON.stringify(subnets)) return;
+    this.#log.info('the uplink\'s on-link subnets changed; re-deciding DirectRouting / host-gw reachability', { onLink: subnets.map(formatCidr) });
+    this.reconciler.setUplink({ onLinkSubnets: subnets });
+    this.#scheduleApply();
+  }
+
+  #resyncRules(): void {
+    if (!this.conf || !this.lease) return;
+    if (this.flags.ipMasq && ensureRules(masqRules(this.conf.network, this.lease.subnet, !this.flags.ipMasqFullyRandomDisable), this.#exec)) {
+      this.#log.warn('some iptables rules were missing; restored them', { chain: 'FLANNEL-POSTRTG' });
+    }
+    if (this.flags.iptablesForwardRules && ensureRules(forwardRules(this.conf.network), this.#exec)) {
+      this.#log.warn('some iptables rules were missing; restored them', { chain: 'FLANNEL-FWD' });
+    }
+  }
+
+  #pinnedConfig(): { backend: BackendType } | null {
+    if (!fs.existsSync(path.join(this.flags.bpffsPinDir, 'fbpf_config'))) return null;
+    let maps: NodeMaps | null = null;
+    try {
+      maps = NodeMaps.fromPinDir(this.flags.bpffsPinDir);
+      const c = maps.readConfig();
+      return c ? { backend: c.backend } : null;
+    } catch {
+      return null;
+    } finally {
+      maps?.close();
+    }
+  }
+
+  #driverOf(dev: string): string {
+    try {
+      const out = execFileSync('ethtool', ['-i', dev], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      return /^driver:\s*(\S+)/m.exec(out)?.[1] ?? 'unknown';
+    } catch {
+      return 'unknown';
+    }
+  }
+
+  #sysctl(key: string, value: string): void {
+    const file = `/proc/sys/${key}`;
+    try {
+      if (fs.readFileSync(file, 'utf8').trim() !== value) fs.writeFileSync(file, value);
+    } catch (err) {
+      throw new AgentError(`cannot set ${key.replace(/\//g, '.')}=${value}: ${(err as Error).message}`, 'run the agent with CAP_NET_ADMIN and a writable /proc/sys/net');
+    }
+  }
+
+  #changed(): void {
+    this.deps.onChange?.(this);
+    if (this.#stateTimer) return;
+    this.#stateTimer = setTimeout(() => { this.#stateTimer = null; this.#writeState(); }, 200);
+    this.#stateTimer.unref();
+  }
+
+  /** The state file `status` reads when the agent is down. */
+  snapshotState(): AgentStateFile {
+    const conf = this.conf;
+    return {
+      version: 1,
+      pid: process.pid,
+      startedAt: this.startedAt.toISOString(),
+      updatedAt: new Date().toISOString(),
+      nodeName: this.nodeName,
+      store: { kind: this.#sm?.kind ?? (this.flags.kubeSubnetMgr ? 'kube' : 'etcd'), state: this.storeState.state, since: this.storeState.since.toISOString(), detail: this.storeState.detail },
+      lease: this.lease ? { key: this.lease.key, subnet: formatCidr(this.lease.subnet), publicIp: formatIPv4(this.lease.publicIp) } : null,
+      network: conf ? formatCidr(conf.network) : '',
+      backend: conf ? {
+        type: conf.backend.type, vni: backendVni(conf.backend), port: backendPort(conf.backend),
+        directRouting: conf.backend.type === 'vxlan' && conf.backend.directRouting, mtu: this.podMtu,
+      } : { type: '', vni: 0, port: 0, directRouting: false, mtu: 0 },
+      vtepMac: this.vtepMac,
+      uplink: this.uplink ? { name: this.uplink.iface.name, ifindex: this.#plan?.uplinkIfindex ?? this.uplink.iface.ifindex, mtu: this.uplink.iface.mtu, mac: this.uplink.iface.mac, driver: this.uplinkDriver, reason: this.uplink.reason } : null,
+      device: this.device ? { name: this.device.name, ifindex: this.#plan?.devIfindex ?? this.device.ifindex, mtu: this.device.mtu } : null,
+      engine: this.engine ? { requested: this.flags.decap, resolved: this.engine, xdpMode: this.xdpMode } : null,
+      pinDir: this.flags.bpffsPinDir,
+      subnetFile: this.flags.subnetFile,
+      lastSync: this.lastSync?.toISOString() ?? null,
+      maxPeers: this.flags.maxPeers,
+      peers: (this.reconciler?.planned ?? []).map((p) => ({
+        leaseKey: p.leaseKey, subnet: formatCidr(p.subnet), publicIp: formatIPv4(p.publicIp), mode: p.mode, peerId: p.peerId, vtepMac: p.vtepMac,
+      })),
+      rejected: (this.reconciler?.last?.rejected ?? []).map((r) => ({ leaseKey: r.leaseKey, reason: r.reason, message: r.message })),
+      unreachable: (this.reconciler?.last?.unreachable ?? []).map((u) => ({ leaseKey: u.leaseKey, subnet: formatCidr(u.subnet), publicIp: formatIPv4(u.publicIp), message: u.message })),
+      warnings: this.warnings,
+    };
+  }
+
+  #writeState(): void {
+    try {
+      writeStateFile(this.flags.stateDir, this.snapshotState());
+    } catch (err) {
+      this.#log.warn(`cannot write the state file: ${(err as Error).message}`, { stateDir: this.flags.stateDir });
+    }
+  }
+}
+
+export type { Cidr };

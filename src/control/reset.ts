@@ -1,0 +1,62 @@
+/**
+ * `flannel-bpf reset`: remove everything flannel-bpf created on this node —
+ * our TC filters and XDP program, the flannel-bpf device (with its address
+ * and route), the pinned maps, flannel's iptables chains, subnet.env and the
+ * state file. Leases in the store (etcd key / Node annotations) are not
+ * node-local and are left alone (they expire / are overwritten).
+ */
+import fs from 'node:fs';
+import { detachAll } from '../loader/dataplane.js';
+import { NodeMaps } from '../maps/index.js';
+import { removeDevice, linkInfo, defaultIpRunner, type IpRunner, DEVICE_NAME } from './device.js';
+import { masqRules, forwardRules, removeRules, defaultExec, type Exec } from './masquerade.js';
+import { readStateFile } from './state.js';
+import { parseCidr } from '../maps/addr.js';
+
+export interface ResetOptions {
+  pinDir: string;
+  stateDir: string;
+  subnetFile: string;
+  ip?: IpRunner;
+  exec?: Exec;
+}
+
+export function resetNode(opts: ResetOptions): string[] {
+  const ip = opts.ip ?? defaultIpRunner;
+  const exec = opts.exec ?? defaultExec;
+  const done: string[] = [];
+  const state = readStateFile(opts.stateDir);
+  let uplinkIfindex = 0;
+  let devIfindex = 0;
+  if (fs.existsSync(opts.pinDir)) {
+    try {
+      const maps = NodeMaps.fromPinDir(opts.pinDir);
+      const cfg = maps.readConfig();
+      maps.close();
+      uplinkIfindex = cfg?.uplinkIfindex ?? 0;
+      devIfindex = cfg?.devIfindex ?? 0;
+    } catch { /* stale or foreign pins: still removed below */ }
+  }
+  if (state?.uplink) uplinkIfindex ||= state.uplink.ifindex;
+  if (state?.uplink?.name) {
+    try { uplinkIfindex = linkInfo(state.uplink.name, ip).ifindex; } catch { /* gone */ }
+  }
+  try { devIfindex = linkInfo(DEVICE_NAME, ip).ifindex; } catch { /* gone */ }
+  if (uplinkIfindex || devIfindex) {
+    detachAll({ uplinkIfindex, devIfindex });
+    done.push('detached programs');
+  }
+  if (removeDevice(DEVICE_NAME, ip)) done.push(`deleted device ${DEVICE_NAME}`);
+  if (fs.existsSync(opts.pinDir)) {
+    fs.rmSync(opts.pinDir, { recursive: true, force: true });
+    done.push(`removed pins ${opts.pinDir}`);
+  }
+  const any = parseCidr('0.0.0.0/0');
+  for (const set of [masqRules(any, any, false), forwardRules(any)]) {
+    try { removeRules(set, exec); done.push(`removed iptables chain ${set.chain}`); } catch { /* iptables missing */ }
+  }
+  for (const f of [opts.subnetFile, `${opts.stateDir}/state.json`]) {
+    if (fs.existsSync(f)) { fs.rmSync(f, { force: true }); done.push(`removed ${f}`); }
+  }
+  return done;
+}
