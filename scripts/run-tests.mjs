@@ -26,7 +26,7 @@ function snapshot() {
         .filter((p) => String(p.name ?? '').startsWith('fbpf_')).map((p) => `${p.id}:${p.name}`);
     } catch { return []; }
   })();
-  const pins = (() => { try { return fs.readdirSync('/sys/fs/bpf').filter((n) => n.startsWith('fbt') || n.startsWith('fbpf')); } catch { return []; } })();
+  const pins = (() => { try { return fs.readdirSync('/sys/fs/bpf').filter((n) => n.startsWith('fbt') || n.startsWith('fbpf') || n.startsWith('flannel-bpf')); } catch { return []; } })();
   return { netns, progs, pins };
 }
 
@@ -62,6 +62,12 @@ const leakCount = leaked.netns.length + leaked.progs.length + leaked.pins.length
 if (leakCount) {
   console.log(`\nLEFT BEHIND by the tests: ${JSON.stringify(leaked)}`);
   failed = true;
+  /* Still leave the machine clean: kill what runs in the leaked namespaces, delete them and the pins. */
+  for (const ns of leaked.netns) {
+    try { execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean).forEach((p) => { try { process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ } }); } catch { /* gone */ }
+    try { execFileSync('ip', ['netns', 'del', ns]); } catch { /* gone */ }
+  }
+  for (const p of leaked.pins) fs.rmSync(`/sys/fs/bpf/${p}`, { recursive: true, force: true });
 }
 console.log(`\nTOTAL: ${totals.passed} tests passed, ${totals.failed} failed, ${totals.skipped} skipped, ${totals.todo} todo; ` +
   `nothing left behind: ${leakCount === 0}; wall time ${((Date.now() - t0) / 1000).toFixed(1)} s`);

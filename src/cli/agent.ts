@@ -7,7 +7,7 @@ import { parseFlags, formatUsage, resolveNodeName, type AgentFlags } from '../co
 import { ConfigError } from '../control/config/errors.js';
 import { createLogger, levelFromVerbosity, type Logger } from '../control/log.js';
 import { Agent } from '../control/agent.js';
-import { makeSubnetManager } from '../control/subnet/index.js';
+import { loadSubnetManager } from '../control/subnet/load.js';
 import { startHealthServer } from '../metrics/health.js';
 import { FlannelBpfError } from '../loader/errors.js';
 import os from 'node:os';
@@ -31,7 +31,7 @@ export async function startAgent(flags: AgentFlags, log: Logger, env: Readonly<R
   }
   if (!nodeName && !flags.kubeSubnetMgr) nodeName = os.hostname();
   const abort = new AbortController();
-  const agent = new Agent(flags, { log: log.child({ node: nodeName || undefined }), env, nodeName: nodeName || undefined, makeSubnetManager: (f, l) => makeSubnetManager(f, l, env) });
+  const agent = new Agent(flags, { log: log.child({ node: nodeName || undefined }), env, nodeName: nodeName || undefined, makeSubnetManager: (f, l) => loadSubnetManager(f, l, env) });
   const servers: Array<{ close(): void }> = [];
   if (flags.healthzPort > 0) {
     const { server, loop } = await startHealthServer({

@@ -1,9 +1,8 @@
 /**
- * `flannel-bpf <command>`: agent, status, lab, reset, version.
+ * `flannel-bpf <command>`: agent, status, lab, reset, version. Each command's
+ * module is loaded on demand, so `version` or `status` do not pay for the
+ * Kubernetes and etcd clients.
  */
-import { runAgentCommand } from './agent.js';
-import { runResetCommand } from './reset.js';
-
 export const VERSION = '0.1.0';
 
 const USAGE = `flannel-bpf ${VERSION} — a flannel-compatible pod network with an eBPF dataplane
@@ -30,8 +29,8 @@ async function lazy(mod: string, fn: string, argv: string[]): Promise<number> {
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
-    case 'agent': return runAgentCommand(rest);
-    case 'reset': return runResetCommand(rest);
+    case 'agent': return lazy('./agent.js', 'runAgentCommand', rest);
+    case 'reset': return lazy('./reset.js', 'runResetCommand', rest);
     case 'status': return lazy('./status.js', 'runStatusCommand', rest);
     case 'lab': return lazy('./lab.js', 'runLabCommand', rest);
     case 'version': case '--version': case '-version':

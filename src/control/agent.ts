@@ -40,7 +40,7 @@ import { SubnetError, type LeaseEvent, type StoreState, type SubnetManager } fro
 export interface AgentDeps {
   log: Logger;
   env: Readonly<Record<string, string | undefined>>;
-  makeSubnetManager(flags: AgentFlags, log: Logger): SubnetManager;
+  makeSubnetManager(flags: AgentFlags, log: Logger): SubnetManager | Promise<SubnetManager>;
   ip?: IpRunner;
   exec?: Exec;
   /** Node name for logs and identity (etcd mode: hostname by default). */
@@ -88,6 +88,8 @@ export class Agent {
   #stateTimer: NodeJS.Timeout | null = null;
   #pendingApply = false;
   #abortRun: (() => void) | null = null;
+  /** Records the store could not parse, by lease key (cleared when the key becomes valid or goes away). */
+  readonly #storeRejected = new Map<string, Rejection>();
   /** Set when the agent must exit with an error (e.g. our lease moved). */
   fatal: AgentError | null = null;
 
@@ -122,7 +124,7 @@ export class Agent {
     const signal = inner.signal;
     /* libbpf repeats the kernel's extack text for expected outcomes (an empty TC slot, an existing qdisc): debug. */
     setLibbpfLogSink((level, line) => this.#log.log(level === 0 && !line.includes('Kernel error message') ? 'warn' : 'debug', line, { component: 'libbpf' }));
-    const sm = this.deps.makeSubnetManager(this.flags, this.#log);
+    const sm = await this.deps.makeSubnetManager(this.flags, this.#log);
     this.#sm = sm;
     sm.onStateChange((state, detail) => {
       if (state !== this.storeState.state) {
@@ -270,29 +272,40 @@ export class Agent {
     try {
       switch (e.type) {
         case 'snapshot':
-          for (const rej of e.rejected) this.#countRejected(rej);
+          this.#storeRejected.clear();
+          for (const rej of e.rejected) { this.#countRejected(rej); this.#storeRejected.set(rej.leaseKey, rej); }
           r.snapshot(e.leases);
           this.lastSync = new Date();
           this.#log.info(`lease snapshot applied: ${r.planned.length} peers programmed`, { leases: e.leases.length, rejected: e.rejected.length + (r.last?.rejected.length ?? 0) });
           break;
         case 'added':
         case 'updated':
+          this.#storeRejected.delete(e.lease.key);
           r.leases.set(e.lease.key, e.lease);
           this.#scheduleApply();
           break;
         case 'removed':
+          this.#storeRejected.delete(e.key);
           r.leases.delete(e.key);
           this.#scheduleApply();
           break;
         case 'rejected':
-          this.#countRejected(e.rejection);
-          this.#log.warn(e.rejection.message, { lease: e.rejection.leaseKey, reason: e.rejection.reason });
+          this.#storeRejected.set(e.rejection.leaseKey, e.rejection);
+          this.#changed();
+          this.#countRejected(e.rejection); /* the subnet manager has logged it */
           if (r.leases.delete(e.rejection.leaseKey)) this.#scheduleApply();
           break;
       }
     } catch (err) {
       this.#log.error(`applying lease changes failed: ${(err as Error).message}`, { event: e.type });
     }
+  }
+
+  /** Every lease not programmed with its reason: unparsable records and leases the reconciler refused. */
+  rejectedLeases(): Rejection[] {
+    const all = new Map(this.#storeRejected);
+    for (const r of this.reconciler?.last?.rejected ?? []) all.set(r.leaseKey, r);
+    return [...all.values()].sort((a, b) => (a.leaseKey < b.leaseKey ? -1 : a.leaseKey > b.leaseKey ? 1 : 0));
   }
 
   #countRejected(r: Rejection): void {
@@ -446,7 +459,7 @@ export class Agent {
       peers: (this.reconciler?.planned ?? []).map((p) => ({
         leaseKey: p.leaseKey, subnet: formatCidr(p.subnet), publicIp: formatIPv4(p.publicIp), mode: p.mode, peerId: p.peerId, vtepMac: p.vtepMac,
       })),
-      rejected: (this.reconciler?.last?.rejected ?? []).map((r) => ({ leaseKey: r.leaseKey, reason: r.reason, message: r.message })),
+      rejected: this.rejectedLeases().map((r) => ({ leaseKey: r.leaseKey, reason: r.reason, message: r.message })),
       unreachable: (this.reconciler?.last?.unreachable ?? []).map((u) => ({ leaseKey: u.leaseKey, subnet: formatCidr(u.subnet), publicIp: formatIPv4(u.publicIp), message: u.message })),
       warnings: this.warnings,
     };

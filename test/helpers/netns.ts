@@ -153,3 +153,18 @@ export function parseIfindex(ipLinkOutput: string): number {
   if (!m) throw new Error(`cannot parse ifindex from: ${ipLinkOutput}`);
   return Number(m[1]);
 }
+
+/**
+ * Move this process's main thread into the named namespace for good (no way
+ * back): sockets the process opens afterwards — an in-process server that
+ * lab nodes must reach — live there. Node's listen() binds asynchronously, so
+ * a temporary switch (inNetns) is not enough for servers.
+ */
+export function enterNetns(name: string): void {
+  const fd = fs.openSync(`/run/netns/${name}`, 'r');
+  try {
+    if (libbpf().setns(fd, CLONE_NEWNET) !== 0) throw new Error(`setns(${name}) failed: errno ${libbpf().errno()}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

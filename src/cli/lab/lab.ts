@@ -76,6 +76,8 @@ export interface LabNode {
   subnet?: string;
   metricsPort: number;
   healthzPort: number;
+  /** Agent flags of this node only (added after the lab's). */
+  extraArgs?: string[];
 }
 
 export interface LabPod {
@@ -146,7 +148,7 @@ export class Lab {
   static async up(opts: LabOptions): Promise<Lab> {
     const prefix = opts.prefix ?? `fl${crypto.randomBytes(2).toString('hex')}`;
     if (!/^[a-z][a-z0-9]{1,7}$/.test(prefix)) throw new Error(`lab prefix ${JSON.stringify(prefix)} must be 2–8 lower-case letters/digits`);
-    if (opts.nodes < 1 || opts.nodes > 60) throw new Error('--nodes must be 1..60');
+    if (opts.nodes < 0 || opts.nodes > 60) throw new Error('--nodes must be 0..60');
     if (loadState(prefix)) throw new Error(`a lab with prefix ${prefix} exists; run: flannel-bpf lab down ${prefix}`);
     const dir = labDir(prefix);
     const { external, log: _log, ...plain } = opts;
@@ -212,7 +214,7 @@ export class Lab {
   }
 
   /** Create node i (namespace, uplink on its segment, program) — also used to join nodes later. */
-  addNode(i: number, opts: { external?: ExternalNode } = {}): LabNode {
+  addNode(i: number, opts: { external?: ExternalNode; agentArgs?: string[] } = {}): LabNode {
     const s = this.state;
     const segments = this.opts.segments ?? 2;
     const seg = segments === 1 ? SEGMENTS[0] : SEGMENTS[i <= Math.ceil(this.opts.nodes / 2) ? 0 : 1];
@@ -228,6 +230,7 @@ export class Lab {
       name, ns, index: i, segment: seg.name, ip, gateway: seg.gw, kind: 'flannel-bpf', dir,
       pinDir: path.join(s.pinRoot, name), subnetFile: path.join(dir, 'subnet.env'), stateDir: dir,
       logFile: path.join(dir, 'agent.log'), pid: null, etcdEndpoint: `http://${seg.gw}:2379`, metricsPort: 9472, healthzPort: 10267,
+      extraArgs: opts.agentArgs,
     };
     const external = opts.external ?? this.opts.external?.[i];
     if (external) node.kind = external.kind;
@@ -258,7 +261,7 @@ export class Lab {
       `--bpffs-pin-dir=${node.pinDir}`, `--subnet-file=${node.subnetFile}`, `--state-dir=${node.stateDir}`,
       `--node-name=${node.name}`, `--healthz-ip=${node.ip}`, `--healthz-port=${node.healthzPort}`,
       `--metrics-addr=${node.ip}:${node.metricsPort}`, `--decap=${this.opts.decap ?? 'auto'}`,
-      ...(this.opts.ipMasq === false ? [] : ['--ip-masq']), ...(this.opts.agentArgs ?? [])];
+      ...(this.opts.ipMasq === false ? [] : ['--ip-masq']), ...(this.opts.agentArgs ?? []), ...(node.extraArgs ?? [])];
   }
 
   /** Stop a node's program (SIGTERM, or SIGKILL to simulate a crash). */

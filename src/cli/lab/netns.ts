@@ -76,9 +76,9 @@ export function killPid(pid: number, signal: NodeJS.Signals = 'SIGKILL'): boolea
   try { process.kill(pid, signal); return true; } catch { return false; }
 }
 
-/** Kill what runs inside, then delete the namespace. */
+/** Kill what runs inside (never the caller itself), then delete the namespace. */
 export function delNetns(ns: string): void {
-  for (const pid of pidsInNetns(ns)) killPid(pid);
+  for (const pid of pidsInNetns(ns)) if (pid !== process.pid) killPid(pid);
   if (netnsExists(ns)) {
     try { run('ip', ['netns', 'del', ns]); } catch { /* raced */ }
   }
