@@ -100,15 +100,16 @@ export function ensureRules(set: RuleSet, exec: Exec = defaultExec): boolean {
   return true;
 }
 
-/** Remove the jump and the chain (reset). */
-export function removeRules(set: Pick<RuleSet, 'table' | 'chain' | 'jump'>, exec: Exec = defaultExec): void {
+/** Remove the jump and the chain (reset). Returns false when there was nothing to remove. */
+export function removeRules(set: Pick<RuleSet, 'table' | 'chain' | 'jump'>, exec: Exec = defaultExec): boolean {
   const dump = exec('iptables-save', ['-t', set.table]);
   const lines = [`*${set.table}`];
   for (const l of dump.split('\n')) {
     if (l.startsWith(`-A ${set.jump.chain} `) && l.endsWith(`-j ${set.chain}`)) lines.push(l.replace(/^-A /, '-D '));
   }
   if (dump.split('\n').some((l) => l.startsWith(`:${set.chain} `))) lines.push(`-F ${set.chain}`, `-X ${set.chain}`);
-  if (lines.length === 1) return;
+  if (lines.length === 1) return false;
   lines.push('COMMIT', '');
   exec('iptables-restore', ['--noflush', '-w', '5'], lines.join('\n'));
+  return true;
 }

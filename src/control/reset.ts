@@ -53,7 +53,7 @@ export function resetNode(opts: ResetOptions): string[] {
   }
   const any = parseCidr('0.0.0.0/0');
   for (const set of [masqRules(any, any, false), forwardRules(any)]) {
-    try { removeRules(set, exec); done.push(`removed iptables chain ${set.chain}`); } catch { /* iptables missing */ }
+    try { if (removeRules(set, exec)) done.push(`removed iptables chain ${set.chain}`); } catch { /* iptables missing */ }
   }
   for (const f of [opts.subnetFile, `${opts.stateDir}/state.json`]) {
     if (fs.existsSync(f)) { fs.rmSync(f, { force: true }); done.push(`removed ${f}`); }

@@ -167,3 +167,63 @@ test.serial('a backend change against pinned state is refused with the reset com
   await lab.waitReady([n2]);
   t.deepEqual((await lab.check()).failures, [], 'back to normal with the right backend');
 });
+
+test.serial('--ip-masq installs flannel\'s chains exactly; a removed rule is restored by the resync loop', async (t) => {
+  const n1 = lab.node('n1');
+  const save = () => nsExec(n1.ns, 'iptables-save -t nat');
+  const rules = save().split('\n').filter((l) => l.includes('FLANNEL-POSTRTG'));
+  t.deepEqual(rules, [
+    ':FLANNEL-POSTRTG - [0:0]',
+    '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG',
+    '-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN',
+    `-A FLANNEL-POSTRTG -s ${n1.subnet} -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j RETURN`,
+    `-A FLANNEL-POSTRTG -s 10.244.0.0/16 -d ${n1.subnet} -m comment --comment "flanneld masq" -j RETURN`,
+    `-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d ${n1.subnet} -m comment --comment "flanneld masq" -j RETURN`,
+    '-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
+    '-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
+  ]);
+  t.regex(nsExec(n1.ns, 'iptables-save -t filter'), /-A FLANNEL-FWD -s 10\.244\.0\.0\/16 -m comment --comment "flanneld forward" -j ACCEPT/);
+  nsExec(n1.ns, 'iptables -t nat -D FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN');
+  await waitFor(() => save().includes('--mark 0x4000/0x4000'), { what: 'the resync loop to restore the rule', timeoutMs: 15_000 });
+  t.deepEqual(save().split('\n').filter((l) => l.includes('FLANNEL-POSTRTG')), rules, 'restored in the original order');
+});
+
+test.serial('a malformed network config stops a starting agent with an error naming the field', async (t) => {
+  const n2 = lab.node('n2');
+  const conf = etcd('get', `${ETCD_PREFIX}/config`, '--print-value-only').trim();
+  t.teardown(() => etcd('put', `${ETCD_PREFIX}/config`, conf));
+  const before = n2.pid;
+  lab.stopNode('n2', 'SIGTERM');
+  await waitFor(() => before === null || !pidsInNetns(n2.ns).includes(before), { what: 'n2 agent to exit' });
+  etcd('put', `${ETCD_PREFIX}/config`, JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan', VNI: 'one' } }));
+  const lines = Number(nsExec(n2.ns, `wc -l < ${n2.logFile}`).trim());
+  lab.startNode(n2);
+  const log = await waitFor(() => {
+    const l = nsExec(n2.ns, `tail -n +${lines + 1} ${n2.logFile}`);
+    return l.includes('"level":"error"') ? l : null;
+  }, { what: 'the agent to refuse the config', timeoutMs: 20_000 });
+  t.regex(log, /Backend\.VNI/);
+  t.deepEqual((await lab.check()).failures, [], 'the dataplane left by the previous run keeps forwarding meanwhile');
+  etcd('put', `${ETCD_PREFIX}/config`, conf);
+  await waitFor(() => !pidsInNetns(n2.ns).includes(n2.pid!), { what: 'the refusing agent to exit' });
+  lab.startNode(n2);
+  await lab.waitReady([n2]);
+});
+
+test.serial('flannel-bpf reset removes what flannel-bpf created on the node', async (t) => {
+  const n2 = lab.node('n2');
+  const pid = n2.pid;
+  lab.stopNode('n2', 'SIGTERM');
+  await waitFor(() => pid === null || !pidsInNetns(n2.ns).includes(pid), { what: 'n2 agent to exit' });
+  const bin = `${process.cwd()}/bin/flannel-bpf`;
+  const out = nsExec(n2.ns, `${bin} reset --bpffs-pin-dir=${n2.pinDir} --state-dir=${n2.stateDir} --subnet-file=${n2.subnetFile}`);
+  t.regex(out, /detached programs/);
+  t.regex(out, /deleted device flannel-bpf/);
+  t.regex(out, /removed pins/);
+  t.throws(() => nsExec(n2.ns, 'ip link show dev flannel-bpf'), undefined, 'device gone');
+  t.is(nsExec(n2.ns, 'tc filter show dev eth0 ingress; tc filter show dev eth0 egress').trim(), '', 'no filter left on the uplink');
+  t.false(nsExec(n2.ns, 'iptables-save').includes('FLANNEL-'), 'flannel chains gone');
+  t.false(nsExec(n2.ns, `ls ${n2.dir}`).includes('subnet.env'), 'subnet.env gone');
+  t.throws(() => nsExec(n2.ns, `ls ${n2.pinDir}`), undefined, 'pins gone');
+  t.regex(nsExec(n2.ns, `${bin} reset --bpffs-pin-dir=${n2.pinDir} --state-dir=${n2.stateDir} --subnet-file=${n2.subnetFile}`), /nothing of flannel-bpf found/, 'idempotent');
+});
