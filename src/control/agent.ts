@@ -51,6 +51,9 @@ export interface AgentDeps {
 
 export class AgentError extends FlannelBpfError {}
 
+/** Metric of the --ip-blackhole-route route: below the bridge's connected route. */
+export const BLACKHOLE_METRIC = 4096;
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
@@ -80,6 +83,8 @@ export class Agent {
   readonly rejectedTotal = new Map<string, number>();
   lastApply: ApplyResult | null = null;
   readonly applyHistory: number[] = [];
+  /** Times the periodic check found required programs detached (and re-attached them): readiness and metrics. */
+  readonly detachedFound: { count: number; lastAt: Date | null; hooks: string[] } = { count: 0, lastAt: null, hooks: [] };
   #sm: SubnetManager | null = null;
   readonly #ip: IpRunner;
   readonly #exec: Exec;
@@ -256,6 +261,7 @@ export class Agent {
     this.xdpMode = this.hooks.find((h) => h.hook === 'uplink-xdp')?.mode ?? null;
     log.info('dataplane attached', { engine: this.engine, xdpMode: this.xdpMode, hooks: this.hooks.map((h) => `${h.hook}:${h.progId ?? '-'}`) });
 
+    if (this.flags.ipBlackholeRoute) this.#ensureBlackhole();
     if (this.flags.ipMasq) ensureRules(masqRules(conf.network, lease.subnet, !this.flags.ipMasqFullyRandomDisable), this.#exec);
     if (this.flags.iptablesForwardRules) ensureRules(forwardRules(conf.network), this.#exec);
 
@@ -368,6 +374,7 @@ export class Agent {
     this.hooks = hookStates(plan);
     if (!this.attached()) {
       this.#log.warn('programs found detached; re-attaching', { hooks: this.hooks.map((h) => `${h.hook}:${h.progId ?? '-'}`) });
+      Object.assign(this.detachedFound, { count: this.detachedFound.count + 1, lastAt: new Date(), hooks: hooksFor(plan).filter((h) => !this.hooks.find((s) => s.hook === h)?.ours) });
       this.hooks = this.dp.attach(plan);
       this.#changed();
     }
@@ -383,8 +390,21 @@ export class Agent {
     this.#scheduleApply();
   }
 
+  /**
+   * --ip-blackhole-route: a blackhole route for our own pod subnet, so traffic
+   * to unassigned pod IPs is dropped here instead of following the default
+   * route. Installed with a high metric so the bridge's own route wins.
+   */
+  #ensureBlackhole(): void {
+    if (!this.lease) return;
+    const dst = formatCidr(this.lease.subnet);
+    const have = JSON.parse(this.#ip(['-j', 'route', 'show', 'type', 'blackhole', dst])) as unknown[];
+    if (have.length === 0) this.#ip(['route', 'add', 'blackhole', dst, 'metric', String(BLACKHOLE_METRIC)]);
+  }
+
   #resyncRules(): void {
     if (!this.conf || !this.lease) return;
+    if (this.flags.ipBlackholeRoute) this.#ensureBlackhole();
     if (this.flags.ipMasq && ensureRules(masqRules(this.conf.network, this.lease.subnet, !this.flags.ipMasqFullyRandomDisable), this.#exec)) {
       this.#log.warn('some iptables rules were missing; restored them', { chain: 'FLANNEL-POSTRTG' });
     }

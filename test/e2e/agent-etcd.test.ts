@@ -8,7 +8,7 @@
 import test from 'ava';
 import { Lab, ETCD_PREFIX } from '../../src/cli/lab/lab.js';
 import { etcdctl } from '../../src/cli/lab/etcd.js';
-import { nsExec, pidsInNetns } from '../../src/cli/lab/netns.js';
+import { nsExec } from '../../src/cli/lab/netns.js';
 import { NodeMaps } from '../../src/maps/index.js';
 import { formatCidr, formatIPv4 } from '../../src/maps/addr.js';
 import { readStateFile } from '../../src/control/state.js';
@@ -99,7 +99,7 @@ test.serial('bad leases are rejected with a named reason, logged once, and the g
   t.is(lines.length, 1, 'each rejection is logged once, not on every reconcile');
   t.is(peersOf('n1').get(n2.subnet!)?.publicIp, n2.ip, 'the good peer is still programmed');
   t.deepEqual((await lab.check()).failures, []);
-  t.true(pidsInNetns(lab.node('n1').ns).includes(lab.node('n1').pid!), 'the agent is still running');
+  t.true(lab.running('n1'), 'the agent is still running');
 });
 
 test.serial('our own lease deleted from etcd is re-acquired with the same subnet', async (t) => {
@@ -125,8 +125,7 @@ test.serial('after etcd compaction the agent re-lists and keeps following change
 test.serial('restart: the dataplane keeps forwarding while the agent is down; stale entries are removed on start', async (t) => {
   const n1 = lab.node('n1');
   const n2 = lab.node('n2');
-  lab.stopNode('n1', 'SIGTERM');
-  await waitFor(() => !pidsInNetns(n1.ns).some((p) => nsExec(n1.ns, `cat /proc/${p}/cmdline 2>/dev/null | tr '\\0' ' '`).includes('agent')), { what: 'n1 agent to exit' });
+  await lab.stopNodeAndWait('n1');
   t.deepEqual((await lab.check()).failures, [], 'pods still talk with n1\'s agent stopped');
   /* While n1 is down: a peer appears and another disappears. */
   etcd('put', `${ETCD_PREFIX}/subnets/10.244.220.0-24`, '{"PublicIP":"192.168.10.220","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:02:20"}}');
@@ -146,20 +145,17 @@ test.serial('restart: the dataplane keeps forwarding while the agent is down; st
 
 test.serial('a backend change against pinned state is refused with the reset command', async (t) => {
   const n2 = lab.node('n2');
-  const lastPid = n2.pid;
-  lab.stopNode('n2', 'SIGTERM');
+  await lab.stopNodeAndWait('n2');
   const conf = etcd('get', `${ETCD_PREFIX}/config`, '--print-value-only').trim();
   etcd('put', `${ETCD_PREFIX}/config`, JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'host-gw' } }));
   t.teardown(() => etcd('put', `${ETCD_PREFIX}/config`, conf));
-  const stopped = lastPid;
-  await waitFor(() => stopped === null || !pidsInNetns(n2.ns).includes(stopped), { what: 'n2 agent to exit' });
   const linesBefore = nsExec(n2.ns, `wc -l < ${n2.logFile}`).trim();
   lab.startNode(n2);
   const log = await waitFor(() => {
     const l = nsExec(n2.ns, `tail -n +${Number(linesBefore) + 1} ${n2.logFile}`);
     return l.includes('"level":"error"') ? l : null;
   }, { what: 'the agent to refuse to start', timeoutMs: 20_000 });
-  await waitFor(() => !pidsInNetns(n2.ns).includes(n2.pid!), { what: 'the refusing agent to exit' });
+  await waitFor(() => !lab.running('n2'), { what: 'the refusing agent to exit' });
   t.regex(log, /set up for the vxlan backend, but net-conf\.json says host-gw/);
   t.regex(log, /flannel-bpf reset --bpffs-pin-dir=/);
   etcd('put', `${ETCD_PREFIX}/config`, conf);
@@ -192,9 +188,7 @@ test.serial('a malformed network config stops a starting agent with an error nam
   const n2 = lab.node('n2');
   const conf = etcd('get', `${ETCD_PREFIX}/config`, '--print-value-only').trim();
   t.teardown(() => etcd('put', `${ETCD_PREFIX}/config`, conf));
-  const before = n2.pid;
-  lab.stopNode('n2', 'SIGTERM');
-  await waitFor(() => before === null || !pidsInNetns(n2.ns).includes(before), { what: 'n2 agent to exit' });
+  await lab.stopNodeAndWait('n2');
   etcd('put', `${ETCD_PREFIX}/config`, JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan', VNI: 'one' } }));
   const lines = Number(nsExec(n2.ns, `wc -l < ${n2.logFile}`).trim());
   lab.startNode(n2);
@@ -205,16 +199,14 @@ test.serial('a malformed network config stops a starting agent with an error nam
   t.regex(log, /Backend\.VNI/);
   t.deepEqual((await lab.check()).failures, [], 'the dataplane left by the previous run keeps forwarding meanwhile');
   etcd('put', `${ETCD_PREFIX}/config`, conf);
-  await waitFor(() => !pidsInNetns(n2.ns).includes(n2.pid!), { what: 'the refusing agent to exit' });
+  await waitFor(() => !lab.running('n2'), { what: 'the refusing agent to exit' });
   lab.startNode(n2);
   await lab.waitReady([n2]);
 });
 
 test.serial('flannel-bpf reset removes what flannel-bpf created on the node', async (t) => {
   const n2 = lab.node('n2');
-  const pid = n2.pid;
-  lab.stopNode('n2', 'SIGTERM');
-  await waitFor(() => pid === null || !pidsInNetns(n2.ns).includes(pid), { what: 'n2 agent to exit' });
+  await lab.stopNodeAndWait('n2');
   const bin = `${process.cwd()}/bin/flannel-bpf`;
   const out = nsExec(n2.ns, `${bin} reset --bpffs-pin-dir=${n2.pinDir} --state-dir=${n2.stateDir} --subnet-file=${n2.subnetFile}`);
   t.regex(out, /detached programs/);
@@ -226,4 +218,22 @@ test.serial('flannel-bpf reset removes what flannel-bpf created on the node', as
   t.false(nsExec(n2.ns, `ls ${n2.dir}`).includes('subnet.env'), 'subnet.env gone');
   t.throws(() => nsExec(n2.ns, `ls ${n2.pinDir}`), undefined, 'pins gone');
   t.regex(nsExec(n2.ns, `${bin} reset --bpffs-pin-dir=${n2.pinDir} --state-dir=${n2.stateDir} --subnet-file=${n2.subnetFile}`), /nothing of flannel-bpf found/, 'idempotent');
+  /* A fresh start after a reset sets the node up again (same lease: it is found by our public IP). */
+  lab.startNode(n2);
+  await lab.waitReady([n2]);
+  t.deepEqual((await lab.check()).failures, []);
+});
+
+test.serial('--ip-blackhole-route adds a blackhole route for our subnet below the bridge\'s route', async (t) => {
+  const n1 = lab.node('n1');
+  await lab.stopNodeAndWait('n1');
+  n1.extraArgs = [...(n1.extraArgs ?? []), '--ip-blackhole-route'];
+  lab.startNode(n1);
+  await lab.waitReady([n1]);
+  const routes = await waitFor(() => {
+    const r = nsExec(n1.ns, 'ip route show type blackhole');
+    return r.trim() ? r : null;
+  }, { what: 'the blackhole route' });
+  t.is(routes.trim(), `blackhole ${n1.subnet} metric 4096`);
+  t.deepEqual((await lab.check()).failures, [], 'pods are still reachable: the bridge route wins');
 });

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { addNetns, delNetns, listNetns, nsExec, nsSpawn, killPid, vethBetween, netnsExists, pidsInNetns } from './netns.js';
+import { addNetns, delNetns, listNetns, nsExec, nsSpawn, killPid, vethBetween, netnsExists, pidAlive } from './netns.js';
 import { startEtcd, stopEtcd, etcdctl, etcdDataDir, type EtcdProcess } from './etcd.js';
 import { flannelDelegateConfig, cniAdd, STANDARD_FLANNEL_NETCONF } from './cni.js';
 import { readSubnetEnv, type SubnetEnv } from '../../control/subnet-env.js';
@@ -272,6 +272,23 @@ export class Lab {
     saveState(this.state);
   }
 
+  /** Stop a node's program and wait until it has exited. */
+  async stopNodeAndWait(name: string, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<void> {
+    const pid = this.node(name).pid;
+    this.stopNode(name, signal);
+    const deadline = Date.now() + timeoutMs;
+    while (pid && pidAlive(pid)) {
+      if (Date.now() > deadline) throw new Error(`${name} (pid ${pid}) did not exit after ${signal}`);
+      await sleep(20);
+    }
+  }
+
+  /** Is the node's program running? */
+  running(name: string): boolean {
+    const pid = this.node(name).pid;
+    return pid !== null && pidAlive(pid);
+  }
+
   node(name: string): LabNode {
     const n = this.state.nodes.find((x) => x.name === name);
     if (!n) throw new Error(`no node ${name} in lab ${this.state.prefix}`);
@@ -290,7 +307,7 @@ export class Lab {
           n.subnet = `${env.subnet!.addr >>> 24}.${(env.subnet!.addr >>> 16) & 255}.${(env.subnet!.addr >>> 8) & 255}.${env.subnet!.addr & 255}/${env.subnet!.prefix}`;
           break;
         }
-        if (n.pid && !pidsInNetns(n.ns).includes(n.pid)) {
+        if (n.pid && !pidAlive(n.pid)) {
           throw new Error(`${n.name} (${n.kind}) exited; last log lines:\n${tail(n.logFile, 15)}`);
         }
         if (Date.now() > deadline) throw new Error(`${n.name} not ready after ${timeoutMs} ms; last log lines:\n${tail(n.logFile, 15)}`);

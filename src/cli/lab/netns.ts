@@ -72,6 +72,16 @@ export function pidsInNetns(ns: string): number[] {
   return pids;
 }
 
+/** Is the process alive (and not a zombie)? */
+export function pidAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 export function killPid(pid: number, signal: NodeJS.Signals = 'SIGKILL'): boolean {
   try { process.kill(pid, signal); return true; } catch { return false; }
 }

@@ -334,7 +334,7 @@ const DEFS: readonly FlagDef[] = [
   flannel({ name: 'ip-masq-fully-random-disable', key: 'ipMasqFullyRandomDisable', default: false, help: 'disable fully-random mode for MASQUERADE', accepted: BOOL, convert: toBool }),
   flannel({ name: 'iptables-forward-rules', key: 'iptablesForwardRules', default: true, help: 'add default accept rules to FORWARD chain in iptables', accepted: BOOL, convert: toBool }),
   flannel({ name: 'iptables-resync', key: 'iptablesResync', default: 5, help: 'resync period for iptables rules, in seconds', accepted: 'an integer 1..86400 (seconds)', convert: toInt(1, 86400) }),
-  flannel({ name: 'ip-blackhole-route', key: 'ipBlackholeRoute', default: false, help: 'add blackroute route ont the node for the local podCIDR', accepted: BOOL, convert: toBool }),
+  flannel({ name: 'ip-blackhole-route', key: 'ipBlackholeRoute', default: false, help: 'add a blackhole route for this node\'s own pod subnet (metric 4096, below the bridge route)', accepted: BOOL, convert: toBool }),
   flannel({ name: 'healthz-ip', key: 'healthzIp', default: '0.0.0.0', help: 'the IP address for healthz server to listen', accepted: 'an IP address', convert: listenIp }),
   flannel({ name: 'healthz-port', key: 'healthzPort', default: 0, help: 'the port for healthz server to listen(0 to disable)', accepted: 'an integer 0..65535 (0 disables)', convert: toInt(0, 65535) }),
   flannel({ name: 'version', key: 'version', default: false, help: 'print version and exit', accepted: BOOL, convert: toBool, env: false }),
