@@ -32,7 +32,7 @@ import { FlannelBpfError } from '../loader/errors.js';
 import { setLibbpfLogSink } from '../loader/log.js';
 import { NodeMaps } from '../maps/index.js';
 import { CONFIG_FLAGS, type BackendType } from '../maps/config.js';
-import { formatCidr, formatIPv4, cidrContains, type Cidr } from '../maps/addr.js';
+import { formatCidr, formatIPv4, cidrContains, parseCidr, type Cidr } from '../maps/addr.js';
 
 export type { LeaseEvent, StoreState, SubnetManager } from './subnet/types.js';
 import { SubnetError, type LeaseEvent, type StoreState, type SubnetManager } from './subnet/types.js';
@@ -93,6 +93,7 @@ export class Agent {
   #stateTimer: NodeJS.Timeout | null = null;
   #pendingApply = false;
   #abortRun: (() => void) | null = null;
+  #unreachableRoutes: Set<string> | null = null;
   /** Records the store could not parse, by lease key (cleared when the key becomes valid or goes away). */
   readonly #storeRejected = new Map<string, Rejection>();
   /** Set when the agent must exit with an error (e.g. our lease moved). */
@@ -253,7 +254,13 @@ export class Agent {
       vni: backendVni(conf.backend), port: backendPort(conf.backend), directRouting, leaseKey: lease.key,
     };
     this.reconciler = new Reconciler(dp.maps, own, { onLinkSubnets: onLinkSubnets(uplink.iface.name, this.#ip) }, this.flags.maxPeers, log, {
-      applied: (r) => { this.lastApply = r; this.applyHistory.push(r.seconds); if (this.applyHistory.length > 1000) this.applyHistory.shift(); this.#changed(); },
+      applied: (r) => {
+        this.lastApply = r;
+        this.applyHistory.push(r.seconds);
+        if (this.applyHistory.length > 1000) this.applyHistory.shift();
+        this.#syncUnreachableRoutes(r.unreachable.map((u) => formatCidr(u.subnet)));
+        this.#changed();
+      },
       rejected: (r) => { this.rejectedTotal.set(r.reason, (this.rejectedTotal.get(r.reason) ?? 0) + 1); },
     });
     this.#plan = { uplinkIfindex: uplink.iface.ifindex, devIfindex: this.device.ifindex, engine: this.engine, backend };
@@ -388,6 +395,33 @@ export class Agent {
     this.#log.info('the uplink\'s on-link subnets changed; re-deciding DirectRouting / host-gw reachability', { onLink: subnets.map(formatCidr) });
     this.reconciler.setUplink({ onLinkSubnets: subnets });
     this.#scheduleApply();
+  }
+
+  /**
+   * host-gw peers that are not on-link are not programmed; an `unreachable`
+   * route for each makes the kernel answer senders with ICMP at once instead
+   * of the packets vanishing (DESIGN.md §2: never silently black-holed).
+   * The only per-peer netlink state we keep, and only for broken peers.
+   */
+  #syncUnreachableRoutes(want: string[]): void {
+    if (!this.conf) return;
+    const network = this.conf.network;
+    try {
+      if (this.#unreachableRoutes === null) {
+        /* First call: adopt (or clean up) what a previous run left. */
+        const rows = JSON.parse(this.#ip(['-j', 'route', 'show', 'type', 'unreachable'])) as Array<{ dst?: string }>;
+        this.#unreachableRoutes = new Set(rows.map((r) => r.dst ?? '').filter((d) => d.includes('/') && cidrContains(network, parseCidr(d, false).addr)));
+      }
+      const wantSet = new Set(want);
+      for (const dst of [...this.#unreachableRoutes]) {
+        if (!wantSet.has(dst)) { this.#ip(['route', 'del', 'unreachable', dst]); this.#unreachableRoutes.delete(dst); }
+      }
+      for (const dst of want) {
+        if (!this.#unreachableRoutes.has(dst)) { this.#ip(['route', 'replace', 'unreachable', dst]); this.#unreachableRoutes.add(dst); }
+      }
+    } catch (err) {
+      this.#log.warn(`cannot update unreachable routes: ${(err as Error).message}`);
+    }
   }
 
   /**

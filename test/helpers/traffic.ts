@@ -5,7 +5,20 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
-import type { NetnsSet } from './netns.js';
+import type { ChildProcess } from 'node:child_process';
+import { nsSpawn, nsExec } from '../../src/cli/lab/netns.js';
+
+/** What the traffic helpers need: run a command in a namespace (NetnsSet, or a lab via labRunner). */
+export interface NsRunner {
+  spawn(ns: string, script: string): ChildProcess;
+  exec(ns: string, script: string, opts?: { timeoutMs?: number }): string;
+}
+
+/** Run traffic in a lab's namespaces (children are killed when the transfer ends or times out). */
+export const labRunner: NsRunner = {
+  spawn: (ns, script) => nsSpawn(ns, ['sh', '-ec', `exec ${script}`], { out: 'pipe' }),
+  exec: (ns, script, opts) => nsExec(ns, script, opts),
+};
 
 const TRANSFER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'transfer.mjs');
 
@@ -35,12 +48,13 @@ function lines(stream: NodeJS.ReadableStream): AsyncGenerator<string> {
 }
 
 /** Send `bytes` random bytes over TCP from one namespace to a server in another; both ends hash. */
-export async function tcpTransfer(set: NetnsSet, from: string, to: string, toIp: string, bytes: number, port = 5201): Promise<TransferResult> {
+export async function tcpTransfer(set: NsRunner, from: string, to: string, toIp: string, bytes: number, port = 5201,
+  connectPort = port): Promise<TransferResult> {
   const server = set.spawn(to, `${process.execPath} ${TRANSFER} server ${port}`);
   const out = lines(server.stdout!);
   const first = await Promise.race([out.next(), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('server did not start')), 10_000))]);
   if (first.value !== 'listening') throw new Error(`transfer server: unexpected ${String(first.value)}`);
-  const client = set.spawn(from, `${process.execPath} ${TRANSFER} client ${toIp} ${port} ${bytes}`);
+  const client = set.spawn(from, `${process.execPath} ${TRANSFER} client ${toIp} ${connectPort} ${bytes}`);
   let clientOut = '';
   let clientErr = '';
   client.stdout!.on('data', (d: Buffer) => { clientOut += d.toString(); });
@@ -58,7 +72,7 @@ export async function tcpTransfer(set: NetnsSet, from: string, to: string, toIp:
 }
 
 /** ping from a namespace; returns packets received. */
-export function ping(set: NetnsSet, from: string, ip: string, opts: { count?: number; size?: number; df?: boolean } = {}): { sent: number; received: number } {
+export function ping(set: NsRunner, from: string, ip: string, opts: { count?: number; size?: number; df?: boolean } = {}): { sent: number; received: number } {
   const args = [`-c ${opts.count ?? 3}`, '-i 0.05', '-W 2', opts.size !== undefined ? `-s ${opts.size}` : '', opts.df ? '-M do' : ''].join(' ');
   let out: string;
   try {

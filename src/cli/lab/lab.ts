@@ -214,10 +214,11 @@ export class Lab {
   }
 
   /** Create node i (namespace, uplink on its segment, program) — also used to join nodes later. */
-  addNode(i: number, opts: { external?: ExternalNode; agentArgs?: string[] } = {}): LabNode {
+  addNode(i: number, opts: { external?: ExternalNode; agentArgs?: string[]; segment?: 'a' | 'b' } = {}): LabNode {
     const s = this.state;
     const segments = this.opts.segments ?? 2;
-    const seg = segments === 1 ? SEGMENTS[0] : SEGMENTS[i <= Math.ceil(this.opts.nodes / 2) ? 0 : 1];
+    const seg = opts.segment ? SEGMENTS[opts.segment === 'a' ? 0 : 1]
+      : segments === 1 ? SEGMENTS[0] : SEGMENTS[i <= Math.ceil(this.opts.nodes / 2) ? 0 : 1];
     const name = `n${i}`;
     const ns = this.#ns(`${s.prefix}-${name}`);
     const ip = `${seg.net}.${10 + i}`;

@@ -1,0 +1,4 @@
+/** The lab end-to-end matrix (issue 4) for the vxlan-dr backend; see test/helpers/lab-matrix.ts. */
+import { registerLabMatrix } from '../helpers/lab-matrix.js';
+
+registerLabMatrix('vxlan+DirectRouting', 'vxlan', { directRouting: true });
