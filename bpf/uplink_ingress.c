@@ -6,8 +6,8 @@
  *    handed to the stack on the flannel-bpf device;
  *  - every engine: tunnel packets get the shared verdict; refused ones are
  *    dropped and counted here, as early as TC allows;
- *  - kernel engine (vxlan): accepted packets continue to the VXLAN device,
- *    which decapsulates them (dev_ingress.c counts them);
+ *  - kernel engine (vxlan): accepted packets are counted and continue to the
+ *    flannel-bpf VXLAN device (VNI-bound, like flannel.1), which decapsulates;
  *  - tc engine, udp backend, or XDP not attached: stripped here and handed to
  *    the flannel-bpf device;
  *  - host-gw / DirectRouting: plain packets from a peer subnet are steered
@@ -22,6 +22,20 @@
 #include "lib/decap.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * How many bytes of headers the classifier needs linear: the fixed stack,
+ * plus the outer IPv4 options when there are some (rare: such tunnel packets
+ * are refused, but they must be recognised to be counted).
+ */
+static __always_inline __u32 fbpf_rx_need(void *data, void *data_end)
+{
+	struct iphdr *ip = fbpf_parse_ipv4(data, data_end);
+
+	if (ip && ip->ihl > 5)
+		return FBPF_RX_PARSE_LEN + (ip->ihl - 5) * 4;
+	return FBPF_RX_PARSE_LEN;
+}
 
 /* Hand a frame addressed to the device MAC to the stack on the flannel-bpf device. */
 static __always_inline int fbpf_to_device(const struct fbpf_node_config *cfg)
@@ -56,26 +70,37 @@ int fbpf_uplink_ingress(struct __sk_buff *skb)
 	const struct fbpf_node_config *cfg = fbpf_node_config();
 	struct fbpf_rx rx = {};
 	void *data, *data_end;
-	__u32 linear;
+	__u32 linear, need;
 
 	if (!cfg)
 		return TC_ACT_OK;
 	if (cfg->decap == FBPF_DECAP_XDP && fbpf_xdp_decapped(skb))
 		return fbpf_to_device(cfg);
 
-	linear = skb->data_end - skb->data;
-	if (linear < FBPF_RX_PARSE_LEN && skb->len > linear)
-		bpf_skb_pull_data(skb, skb->len < FBPF_RX_PARSE_LEN ? skb->len : FBPF_RX_PARSE_LEN);
+	/*
+	 * Pull only when the headers are not in the linear part already: a pull
+	 * of a cloned skb (every TCP segment is one) copies its head.
+	 */
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
+	need = fbpf_rx_need(data, data_end);
+	linear = skb->data_end - skb->data;
+	if (linear < need && skb->len > linear) {
+		bpf_skb_pull_data(skb, skb->len < need ? skb->len : need);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
 
 	switch (fbpf_rx_classify(data, data_end, skb->len, cfg, &rx)) {
 	case FBPF_RX_DROP:
 		fbpf_count_drop(rx.reason, skb->len);
 		return TC_ACT_SHOT;
 	case FBPF_RX_TUNNEL:
-		if (cfg->decap == FBPF_DECAP_KERNEL && cfg->backend == FBPF_BACKEND_VXLAN)
+		if (cfg->decap == FBPF_DECAP_KERNEL && cfg->backend == FBPF_BACKEND_VXLAN) {
+			/* The VXLAN device decapsulates (tunnel GRO); it only ever sees what passed here. */
+			fbpf_count_rx(rx.peer_id, fbpf_skb_segs(skb), rx.inner_len);
 			return TC_ACT_OK;
+		}
 		if (fbpf_tc_decap(skb, cfg, &rx)) {
 			fbpf_count_drop(FBPF_DROP_DECAP_FAILED, skb->len);
 			return TC_ACT_SHOT;

@@ -22,8 +22,19 @@ struct fbpf_rx {
 	__u32 inner_len; /* length of the inner IPv4 packet */
 };
 
-/* Bytes of headers the classifier may read: Eth + IPv4 (with options) + UDP + VXLAN + Eth + IPv4. */
-#define FBPF_RX_PARSE_LEN (FBPF_ETH_HLEN + 60 + FBPF_UDP_HLEN + FBPF_VXLAN_HLEN + FBPF_ETH_HLEN + FBPF_IPV4_HLEN)
+/*
+ * Bytes of headers the classifier reads: Eth + IPv4 + UDP + VXLAN + Eth + IPv4
+ * (84). An outer IPv4 header with options needs (ihl - 5) * 4 more.
+ */
+#define FBPF_RX_PARSE_LEN (FBPF_ETH_HLEN + FBPF_IPV4_HLEN + FBPF_UDP_HLEN + FBPF_VXLAN_HLEN + FBPF_ETH_HLEN + FBPF_IPV4_HLEN)
+
+/* Is addr inside the cluster network? */
+static __always_inline int fbpf_in_cluster(const struct fbpf_node_config *cfg, __be32 addr)
+{
+	__u32 mask = cfg->network_len ? ~0U << (32 - cfg->network_len) : 0;
+
+	return (bpf_ntohl(addr) & mask) == bpf_ntohl(cfg->network_be);
+}
 
 static __always_inline int fbpf_rx_drop(struct fbpf_rx *rx, __u32 reason)
 {
@@ -34,9 +45,12 @@ static __always_inline int fbpf_rx_drop(struct fbpf_rx *rx, __u32 reason)
 /*
  * Classify one received frame.
  * Contract: [data, data_end) is the directly readable part of the frame and
- * pkt_len its full length. A packet is ours when it is IPv4/UDP addressed to
- * the node's public IP and the tunnel port with a complete UDP header; until
- * then the verdict is PASS. Checks then run in a fixed order (source, IP
+ * pkt_len its full length. A packet is ours when it is IPv4/UDP to the tunnel
+ * port, with a complete UDP header, addressed to anything outside the cluster
+ * network (the kernel's VXLAN socket listens on every local address, so every
+ * such packet would reach it; pod-to-pod UDP on the same port, which host-gw
+ * carries unencapsulated, is addressed inside the cluster network and is not
+ * ours). Until then the verdict is PASS. Checks then run in a fixed order (source, IP
  * options, fragment, lengths, VXLAN flags, VNI, inner frame) and the first
  * failure is the drop reason. Nothing is written to the packet or to maps.
  */
@@ -61,7 +75,7 @@ static __always_inline int fbpf_rx_classify(void *data, void *data_end, __u64 pk
 		return FBPF_RX_PASS;
 	if (ip->version != 4 || ip->ihl < 5)
 		return FBPF_RX_PASS;
-	if (ip->protocol != IPPROTO_UDP || ip->daddr != cfg->public_ip_be)
+	if (ip->protocol != IPPROTO_UDP || fbpf_in_cluster(cfg, ip->daddr))
 		return FBPF_RX_PASS;
 	/* A later fragment has no UDP header: it cannot be recognised. */
 	if (ip->frag_off & bpf_htons(FBPF_IP_OFFSET))

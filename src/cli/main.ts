@@ -14,6 +14,7 @@ commands:
   status    show this node's dataplane, peers and counters (works while the agent is down)
   lab       a simulated cluster in network namespaces: lab up|check|status|down
   reset     remove everything flannel-bpf created on this node
+  demo      a 3-node cluster in namespaces: connectivity, status, throughput (then removed)
   version   print the version
 `;
 
@@ -33,6 +34,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'reset': return lazy('./reset.js', 'runResetCommand', rest);
     case 'status': return lazy('./status.js', 'runStatusCommand', rest);
     case 'lab': return lazy('./lab.js', 'runLabCommand', rest);
+    case 'demo': return lazy('./demo.js', 'runDemoCommand', rest);
     case 'version': case '--version': case '-version':
       process.stdout.write(`${VERSION}\n`);
       return 0;

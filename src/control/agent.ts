@@ -236,7 +236,7 @@ export class Agent {
     this.podMtu = backendPodMtu(conf.backend, uplink.iface.mtu);
     this.device = ensureDevice({
       kind: backend === 'vxlan' ? 'vxlan' : 'veth', mac: vtep.mac, mtu: this.podMtu, subnet: lease.subnet,
-      network: conf.network, port: backendPort(conf.backend), uplink: uplink.iface.name,
+      network: conf.network, port: backendPort(conf.backend), vni: backendVni(conf.backend), uplink: uplink.iface.name,
     }, this.#ip);
     this.#sysctl('net/ipv4/ip_forward', '1');
     this.engine = resolveEngine(this.flags.decap, backend, { driver: this.uplinkDriver });

@@ -18,7 +18,6 @@ import type { BackendType } from '../maps/config.js';
 
 export const PROGRAMS = {
   devEgress: { object: 'dev_egress.o', program: 'fbpf_dev_egress' },
-  devIngress: { object: 'dev_ingress.o', program: 'fbpf_dev_ingress' },
   uplinkIngress: { object: 'uplink_ingress.o', program: 'fbpf_uplink_ingress' },
   uplinkXdp: { object: 'uplink_xdp.o', program: 'fbpf_uplink_xdp' },
   uplinkEgress: { object: 'uplink_egress.o', program: 'fbpf_uplink_egress' },
@@ -58,11 +57,16 @@ export interface AttachPlan {
   uplinkIfindex: number;
   devIfindex: number;
   engine: Engine;
-  /** vxlan: the device is a VXLAN device (dev ingress program); host-gw: uplink egress fix-up. */
+  /** host-gw adds the uplink egress fix-up. */
   backend: BackendType;
   xdpMode?: XdpModeRequest;
 }
 
+/**
+ * Our hooks. 'dev-tc-ingress' is no longer used (the kernel engine's checks run
+ * on the uplink); it is still listed so status shows, and detachAll removes,
+ * a filter an older version left there.
+ */
 export type HookName = 'uplink-xdp' | 'uplink-tc-ingress' | 'uplink-tc-egress' | 'dev-tc-egress' | 'dev-tc-ingress';
 
 /** The hooks a backend/engine combination uses. */
@@ -70,7 +74,6 @@ export function hooksFor(plan: Pick<AttachPlan, 'engine' | 'backend'>): HookName
   const hooks: HookName[] = ['uplink-tc-ingress', 'dev-tc-egress'];
   if (plan.engine === 'xdp') hooks.unshift('uplink-xdp');
   if (plan.backend === 'host-gw') hooks.push('uplink-tc-egress');
-  if (plan.backend === 'vxlan') hooks.push('dev-tc-ingress');
   return hooks;
 }
 
@@ -138,8 +141,7 @@ export class Dataplane {
     const want = hooksFor(plan);
     attachTc(slot(plan.devIfindex, 'egress'), this.program('devEgress').fd);
     attachTc(slot(plan.uplinkIfindex, 'ingress'), this.program('uplinkIngress').fd);
-    if (want.includes('dev-tc-ingress')) attachTc(slot(plan.devIfindex, 'ingress'), this.program('devIngress').fd);
-    else detachTc(slot(plan.devIfindex, 'ingress'));
+    detachTc(slot(plan.devIfindex, 'ingress'));
     if (want.includes('uplink-tc-egress')) attachTc(slot(plan.uplinkIfindex, 'egress'), this.program('uplinkEgress').fd);
     else detachTc(slot(plan.uplinkIfindex, 'egress'));
     if (plan.engine === 'xdp') {

@@ -94,7 +94,7 @@ export function bpfNode(set: NetnsSet, n: NodeDef, opts: {
   const mtu = opts.backend === 'vxlan' ? 1450 : opts.backend === 'udp' ? 1472 : 1500;
   const port = opts.backend === 'udp' ? 8285 : 8472;
   const dev = ensureDevice({
-    kind: opts.backend === 'vxlan' ? 'vxlan' : 'veth', mac: n.vtepMac, mtu, port,
+    kind: opts.backend === 'vxlan' ? 'vxlan' : 'veth', mac: n.vtepMac, mtu, port, vni: 1,
     subnet: parseCidr(n.subnet), network: parseCidr(NETWORK), uplink: 'eth0',
   }, ip);
   if (opts.rpFilterStrict) {

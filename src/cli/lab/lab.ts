@@ -318,6 +318,33 @@ export class Lab {
     saveState(this.state);
   }
 
+  /**
+   * A node without any flannel program (for a stock dataplane programmed by
+   * hand, e.g. src/cli/lab/stock.ts): namespace, uplink on a segment, and a
+   * subnet.env so pods can be added to it.
+   */
+  addStaticNode(name: string, segment: 'a' | 'b', hostIndex: number, subnet: string, mtu: number): LabNode {
+    const s = this.state;
+    const seg = SEGMENTS[segment === 'a' ? 0 : 1];
+    const ns = this.#ns(`${s.prefix}-${name}`);
+    const ip = `${seg.net}.${hostIndex}`;
+    const port = `${s.prefix.slice(0, 6)}${name}`.slice(0, 15);
+    vethBetween(ns, 'eth0', s.router, port);
+    nsExec(s.router, `ip link set ${port} master ${seg.bridge} up`);
+    nsExec(ns, `ip addr add ${ip}/24 dev eth0; ip link set eth0 up; ip route add default via ${seg.gw}; sysctl -qw net.ipv4.ip_forward=1`);
+    const dir = path.join(s.dir, name);
+    fs.mkdirSync(dir, { recursive: true });
+    const node: LabNode = {
+      name, ns, index: hostIndex, segment: seg.name, ip, gateway: seg.gw, kind: 'static', dir, pinDir: '', subnetFile: path.join(dir, 'subnet.env'),
+      stateDir: dir, logFile: path.join(dir, 'agent.log'), pid: null, etcdEndpoint: '', subnet, metricsPort: 0, healthzPort: 0,
+    };
+    const net = subnet.split('/')[0] ?? '';
+    fs.writeFileSync(node.subnetFile, `FLANNEL_NETWORK=${NETWORK}\nFLANNEL_SUBNET=${net.replace(/\.0$/, '.1')}/24\nFLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=false\n`);
+    s.nodes.push(node);
+    saveState(s);
+    return node;
+  }
+
   /** Create a pod on a node with the real CNI plugins, as kubelet + flannel's CNI plugin would. */
   addPod(nodeName: string): LabPod {
     const s = this.state;
