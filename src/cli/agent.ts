@@ -9,6 +9,7 @@ import { createLogger, levelFromVerbosity, type Logger } from '../control/log.js
 import { Agent } from '../control/agent.js';
 import { loadSubnetManager } from '../control/subnet/load.js';
 import { startHealthServer } from '../metrics/health.js';
+import { AgentMetrics, readinessChecks, startMetricsServer } from '../metrics/server.js';
 import { FlannelBpfError } from '../loader/errors.js';
 import os from 'node:os';
 
@@ -31,18 +32,23 @@ export async function startAgent(flags: AgentFlags, log: Logger, env: Readonly<R
   }
   if (!nodeName && !flags.kubeSubnetMgr) nodeName = os.hostname();
   const abort = new AbortController();
-  const agent = new Agent(flags, { log: log.child({ node: nodeName || undefined }), env, nodeName: nodeName || undefined, makeSubnetManager: (f, l) => loadSubnetManager(f, l, env) });
+  let metrics: AgentMetrics | null = null;
+  const agent = new Agent(flags, { log: log.child({ node: nodeName || undefined }), env, nodeName: nodeName || undefined, makeSubnetManager: (f, l) => loadSubnetManager(f, l, env), onChange: () => metrics?.onAgentChange() });
   const servers: Array<{ close(): void }> = [];
-  if (flags.healthzPort > 0) {
-    const { server, loop } = await startHealthServer({
-      host: flags.healthzIp, port: flags.healthzPort,
-      checks: [
-        { name: 'programs attached', ok: () => agent.attached(), detail: () => agent.hooks.filter((h) => !h.ours).map((h) => h.hook).join(', ') || 'not yet' },
-        { name: 'maps synced with the lease store', ok: () => agent.reconciler?.synced === true },
-        { name: 'subnet.env written', ok: () => agent.subnetEnvWritten },
-      ],
-    });
-    servers.push({ close: () => { server.close(); loop.stop(); } });
+  /* Readiness: programs attached (checked live), maps synced at least once, subnet.env written. */
+  const checks = readinessChecks(agent);
+  try {
+    if (flags.healthzPort > 0) {
+      const { server, loop } = await startHealthServer({ host: flags.healthzIp, port: flags.healthzPort, checks });
+      servers.push({ close: () => { server.close(); loop.stop(); } });
+    }
+    if (flags.metricsAddr.port > 0) {
+      metrics = new AgentMetrics(agent, { checks, onError: (err) => log.warn(`metrics: reading the maps failed: ${err.message}`, { component: 'metrics' }) });
+      servers.push(await startMetricsServer({ host: flags.metricsAddr.host, port: flags.metricsAddr.port, metrics }));
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    throw err;
   }
   const done = agent.run(abort.signal).finally(() => { for (const s of servers) s.close(); });
   return { agent, done, stop: () => abort.abort() };
