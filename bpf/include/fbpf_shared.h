@@ -122,6 +122,18 @@ struct fbpf_drop_stats {
 	__u64 bytes;
 };
 
+/*
+ * Fast-path events (per-CPU array indexed by enum fbpf_fast_event, value
+ * struct fbpf_drop_stats): what the conntrack-gated fast path did.
+ */
+enum fbpf_fast_event {
+	FBPF_FAST_TX = 0,         /* pod → peer sent from cni0 ingress, bypassing forwarding */
+	FBPF_FAST_RX = 1,         /* decapsulated packet delivered to a local pod, bypassing forwarding */
+	FBPF_FAST_CT_TRACKED = 2, /* conntrack knows the flow: left on the compat path */
+	FBPF_FAST_NOT_ELIGIBLE = 3, /* not TCP/UDP, fragment, TTL, unresolved MAC…: compat path */
+	FBPF_FAST_EVENTS = 4,
+};
+
 /* Metadata XDP leaves in front of a frame it decapsulated, for the TC hand-off. */
 #define FBPF_XDP_META_MAGIC 0xfb9f0001U
 struct fbpf_xdp_meta {

@@ -18,6 +18,10 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
 #define FBPF_ETH_HLEN   14
 #define FBPF_IPV4_HLEN  20 /* without options */
 #define FBPF_UDP_HLEN   8

@@ -38,6 +38,17 @@ static __always_inline void fbpf_count_rx(__u32 peer_id, __u64 packets, __u64 by
 	}
 }
 
+/* Count one fast-path event for an skb. */
+static __always_inline void fbpf_count_fast(__u32 event, __u64 packets, __u64 bytes)
+{
+	struct fbpf_drop_stats *st = bpf_map_lookup_elem(&fbpf_fast_stats, &event);
+
+	if (st) {
+		st->packets += packets;
+		st->bytes += bytes;
+	}
+}
+
 /* Packets an skb stands for: GSO/GRO super-packets count every segment. */
 static __always_inline __u64 fbpf_skb_segs(const struct __sk_buff *skb)
 {

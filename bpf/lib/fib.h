@@ -13,10 +13,6 @@
 
 #include "common.h"
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-
 enum fbpf_fib_result {
 	FBPF_FIB_RESOLVED = 0, /* MACs written, *ret holds the redirect verdict */
 	FBPF_FIB_NO_NEIGH = 1, /* the next hop is on-link but its MAC is unknown yet */

@@ -55,6 +55,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fbpf_drops SEC(".maps");
 
+/* Fast-path event -> counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fbpf_drop_stats);
+	__uint(max_entries, FBPF_FAST_EVENTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fbpf_fast_stats SEC(".maps");
+
 /* The node config, or NULL while the agent has not configured this node. */
 static __always_inline const struct fbpf_node_config *fbpf_node_config(void)
 {

@@ -51,6 +51,9 @@ export interface AgentDeps {
 
 export class AgentError extends FlannelBpfError {}
 
+/** The bridge flannel's CNI configuration makes (the bridge plugin's default name). */
+export const CNI_BRIDGE = 'cni0';
+
 /** Metric of the --ip-blackhole-route route: below the bridge's connected route. */
 export const BLACKHOLE_METRIC = 4096;
 
@@ -73,6 +76,8 @@ export class Agent {
   xdpMode: string | null = null;
   vtepMac = '';
   podMtu = 0;
+  /** The conntrack-gated fast path is loaded and on. */
+  fastPath = false;
   dp: Dataplane | null = null;
   reconciler: Reconciler | null = null;
   hooks: HookState[] = [];
@@ -240,14 +245,26 @@ export class Agent {
     }, this.#ip);
     this.#sysctl('net/ipv4/ip_forward', '1');
     this.engine = resolveEngine(this.flags.decap, backend, { driver: this.uplinkDriver });
-    const dp = Dataplane.load({ pinDir: this.flags.bpffsPinDir, maxPeers: this.flags.maxPeers });
+    let dp: Dataplane;
+    this.fastPath = this.flags.fastPath;
+    try {
+      dp = Dataplane.load({ pinDir: this.flags.bpffsPinDir, maxPeers: this.flags.maxPeers, withoutFastPath: !this.fastPath });
+    } catch (err) {
+      if (!this.fastPath) throw err;
+      /* The fast path needs nf_conntrack's kfuncs; without them the compat path still works. */
+      log.warn(`fast path unavailable, using the compat path: ${(err as Error).message.split('\n')[0]}`, { remedy: 'load nf_conntrack (modprobe nf_conntrack) or run with --fast-path=off' });
+      this.warnings.push('fast path requested but unavailable (nf_conntrack kfuncs missing); running the compat path');
+      this.fastPath = false;
+      dp = Dataplane.load({ pinDir: this.flags.bpffsPinDir, maxPeers: this.flags.maxPeers, withoutFastPath: true });
+    }
     this.dp = dp;
+    const cniIfindex = this.#cniIfindex();
     const directRouting = conf.backend.type === 'vxlan' && conf.backend.directRouting;
     dp.maps.config.set(0, {
       publicIp: uplink.publicIp, vni: backendVni(conf.backend), port: backendPort(conf.backend), backend, decap: this.engine,
-      flags: (directRouting || backend === 'host-gw' ? CONFIG_FLAGS.steerDirect : 0),
+      flags: (directRouting || backend === 'host-gw' ? CONFIG_FLAGS.steerDirect : 0) | (this.fastPath ? CONFIG_FLAGS.fastPath : 0),
       uplinkIfindex: uplink.iface.ifindex, devIfindex: this.device.ifindex, subnet: lease.subnet, network: conf.network,
-      mtu: this.podMtu, vtepMac: vtep.mac, devMac: this.device.mac, uplinkMac: uplink.iface.mac, cniIfindex: 0,
+      mtu: this.podMtu, vtepMac: vtep.mac, devMac: this.device.mac, uplinkMac: uplink.iface.mac, cniIfindex,
     });
     const own: OwnNode = {
       subnet: lease.subnet, network: conf.network, publicIp: uplink.publicIp, backend,
@@ -263,7 +280,7 @@ export class Agent {
       },
       rejected: (r) => { this.rejectedTotal.set(r.reason, (this.rejectedTotal.get(r.reason) ?? 0) + 1); },
     });
-    this.#plan = { uplinkIfindex: uplink.iface.ifindex, devIfindex: this.device.ifindex, engine: this.engine, backend };
+    this.#plan = { uplinkIfindex: uplink.iface.ifindex, devIfindex: this.device.ifindex, engine: this.engine, backend, fastPath: this.fastPath, cniIfindex };
     this.hooks = dp.attach(this.#plan);
     this.xdpMode = this.hooks.find((h) => h.hook === 'uplink-xdp')?.mode ?? null;
     log.info('dataplane attached', { engine: this.engine, xdpMode: this.xdpMode, hooks: this.hooks.map((h) => `${h.hook}:${h.progId ?? '-'}`) });
@@ -364,12 +381,20 @@ export class Agent {
     try {
       const up = linkInfo(this.uplink?.iface.name ?? '', this.#ip);
       const dev = linkInfo(this.device?.name ?? DEVICE_NAME, this.#ip);
-      if (up.ifindex !== plan.uplinkIfindex || dev.ifindex !== plan.devIfindex) {
-        plan = { ...plan, uplinkIfindex: up.ifindex, devIfindex: dev.ifindex };
-        this.#log.warn('uplink or device changed ifindex; re-attaching', { uplink: up.ifindex, device: dev.ifindex });
+      const cni = plan.fastPath ? this.#cniIfindex() : 0;
+      if (up.ifindex !== plan.uplinkIfindex || dev.ifindex !== plan.devIfindex || cni !== (plan.cniIfindex ?? 0)) {
+        if (up.ifindex !== plan.uplinkIfindex || dev.ifindex !== plan.devIfindex) {
+          this.#log.warn('uplink or device changed ifindex; re-attaching', { uplink: up.ifindex, device: dev.ifindex });
+        } else {
+          this.#log.info(cni ? 'cni0 appeared: attaching the fast path to it' : 'cni0 is gone', { cni0: cni });
+        }
+        plan = { ...plan, uplinkIfindex: up.ifindex, devIfindex: dev.ifindex, cniIfindex: cni };
         const cfg = this.dp.maps.readConfig();
-        if (cfg) this.dp.maps.config.set(0, { ...cfg, uplinkIfindex: up.ifindex, devIfindex: dev.ifindex, uplinkMac: up.mac });
+        if (cfg) this.dp.maps.config.set(0, { ...cfg, uplinkIfindex: up.ifindex, devIfindex: dev.ifindex, uplinkMac: up.mac, cniIfindex: cni });
         this.#plan = plan;
+        this.hooks = this.dp.attach(plan);
+        this.#changed();
+        return;
       }
     } catch (err) {
       const was = this.attached();
@@ -458,6 +483,15 @@ export class Agent {
       return null;
     } finally {
       maps?.close();
+    }
+  }
+
+  /** ifindex of the cni0 bridge, 0 while no pod has created it. */
+  #cniIfindex(): number {
+    try {
+      return linkInfo(CNI_BRIDGE, this.#ip).ifindex;
+    } catch {
+      return 0;
     }
   }
 

@@ -42,8 +42,10 @@ export function resetNode(opts: ResetOptions): string[] {
     try { uplinkIfindex = linkInfo(state.uplink.name, ip).ifindex; } catch { /* gone */ }
   }
   try { devIfindex = linkInfo(DEVICE_NAME, ip).ifindex; } catch { /* gone */ }
+  let cniIfindex = 0;
+  try { cniIfindex = linkInfo('cni0', ip).ifindex; } catch { /* no pods yet */ }
   if (uplinkIfindex || devIfindex) {
-    detachAll({ uplinkIfindex, devIfindex });
+    detachAll({ uplinkIfindex, devIfindex, cniIfindex });
     done.push('detached programs');
   }
   if (removeDevice(DEVICE_NAME, ip)) done.push(`deleted device ${DEVICE_NAME}`);

@@ -21,7 +21,15 @@ export const PROGRAMS = {
   uplinkIngress: { object: 'uplink_ingress.o', program: 'fbpf_uplink_ingress' },
   uplinkXdp: { object: 'uplink_xdp.o', program: 'fbpf_uplink_xdp' },
   uplinkEgress: { object: 'uplink_egress.o', program: 'fbpf_uplink_egress' },
+  /* Fast path (conntrack kfuncs: needs nf_conntrack). */
+  cniIngress: { object: 'cni_ingress.o', program: 'fbpf_cni_ingress' },
+  devIngress: { object: 'dev_ingress.o', program: 'fbpf_dev_ingress' },
 } as const;
+export type ProgramKeyAll = keyof typeof PROGRAMS;
+/** The programs of the conntrack-gated fast path. */
+export const FAST_PATH_PROGRAMS: readonly ProgramKeyAll[] = ['cniIngress', 'devIngress'];
+/** The programs every node needs. */
+export const BASE_PROGRAMS: readonly ProgramKeyAll[] = ['devEgress', 'uplinkIngress', 'uplinkXdp', 'uplinkEgress'];
 export type ProgramKey = keyof typeof PROGRAMS;
 
 /** Our TC filters' slot: a fixed handle and priority, so that we find and replace exactly ours. */
@@ -51,6 +59,8 @@ export interface DataplaneOptions {
   maxPeers?: number;
   /** Load only these programs (default: all). */
   only?: readonly ProgramKey[];
+  /** Leave out the fast-path programs (when nf_conntrack's kfuncs are missing, or the fast path is off). */
+  withoutFastPath?: boolean;
 }
 
 export interface AttachPlan {
@@ -60,20 +70,24 @@ export interface AttachPlan {
   /** host-gw adds the uplink egress fix-up. */
   backend: BackendType;
   xdpMode?: XdpModeRequest;
+  /** Attach the fast-path programs (device ingress; cni0 ingress once cni0 exists). */
+  fastPath?: boolean;
+  /** The cni0 bridge (0 while it does not exist yet). */
+  cniIfindex?: number;
 }
 
-/**
- * Our hooks. 'dev-tc-ingress' is no longer used (the kernel engine's checks run
- * on the uplink); it is still listed so status shows, and detachAll removes,
- * a filter an older version left there.
- */
-export type HookName = 'uplink-xdp' | 'uplink-tc-ingress' | 'uplink-tc-egress' | 'dev-tc-egress' | 'dev-tc-ingress';
+/** Our hooks; dev-tc-ingress and cni-tc-ingress belong to the fast path. */
+export type HookName = 'uplink-xdp' | 'uplink-tc-ingress' | 'uplink-tc-egress' | 'dev-tc-egress' | 'dev-tc-ingress' | 'cni-tc-ingress';
 
 /** The hooks a backend/engine combination uses. */
-export function hooksFor(plan: Pick<AttachPlan, 'engine' | 'backend'>): HookName[] {
+export function hooksFor(plan: Pick<AttachPlan, 'engine' | 'backend' | 'fastPath' | 'cniIfindex'>): HookName[] {
   const hooks: HookName[] = ['uplink-tc-ingress', 'dev-tc-egress'];
   if (plan.engine === 'xdp') hooks.unshift('uplink-xdp');
   if (plan.backend === 'host-gw') hooks.push('uplink-tc-egress');
+  if (plan.fastPath) {
+    hooks.push('dev-tc-ingress');
+    if (plan.cniIfindex) hooks.push('cni-tc-ingress');
+  }
   return hooks;
 }
 
@@ -104,7 +118,7 @@ export class Dataplane {
   /** Load the objects; all of them end up on the same maps. */
   static load(opts: DataplaneOptions = {}): Dataplane {
     const dir = opts.objectDir ?? defaultObjectDir();
-    const keys = opts.only ?? (Object.keys(PROGRAMS) as ProgramKey[]);
+    const keys = opts.only ?? (opts.withoutFastPath ? BASE_PROGRAMS : (Object.keys(PROGRAMS) as ProgramKey[]));
     const maxEntries = opts.maxPeers ? Object.fromEntries(PEER_SIZED_MAPS.map((m) => [m, opts.maxPeers!])) : undefined;
     const objects = new Map<ProgramKey, BpfObject>();
     let shared: ReadonlyMap<string, BpfMap> | undefined;
@@ -141,7 +155,12 @@ export class Dataplane {
     const want = hooksFor(plan);
     attachTc(slot(plan.devIfindex, 'egress'), this.program('devEgress').fd);
     attachTc(slot(plan.uplinkIfindex, 'ingress'), this.program('uplinkIngress').fd);
-    detachTc(slot(plan.devIfindex, 'ingress'));
+    if (want.includes('dev-tc-ingress')) attachTc(slot(plan.devIfindex, 'ingress'), this.program('devIngress').fd);
+    else detachTc(slot(plan.devIfindex, 'ingress'));
+    if (plan.cniIfindex) {
+      if (want.includes('cni-tc-ingress')) attachTc(slot(plan.cniIfindex, 'ingress'), this.program('cniIngress').fd);
+      else detachTc(slot(plan.cniIfindex, 'ingress'));
+    }
     if (want.includes('uplink-tc-egress')) attachTc(slot(plan.uplinkIfindex, 'egress'), this.program('uplinkEgress').fd);
     else detachTc(slot(plan.uplinkIfindex, 'egress'));
     if (plan.engine === 'xdp') {
@@ -196,7 +215,7 @@ function ours(progId: number | null): boolean {
 }
 
 /** What is attached at each of our hooks right now. */
-export function hookStates(plan: Pick<AttachPlan, 'uplinkIfindex' | 'devIfindex'>): HookState[] {
+export function hookStates(plan: Pick<AttachPlan, 'uplinkIfindex' | 'devIfindex' | 'cniIfindex'>): HookState[] {
   const slot = (ifindex: number, direction: 'ingress' | 'egress'): TcSlot =>
     ({ ifindex, direction, handle: TC_HANDLE, priority: TC_PRIORITY });
   const tc = (hook: HookState['hook'], ifindex: number, direction: 'ingress' | 'egress'): HookState => {
@@ -217,16 +236,18 @@ export function hookStates(plan: Pick<AttachPlan, 'uplinkIfindex' | 'devIfindex'
     tc('uplink-tc-egress', plan.uplinkIfindex, 'egress'),
     tc('dev-tc-egress', plan.devIfindex, 'egress'),
     tc('dev-tc-ingress', plan.devIfindex, 'ingress'),
+    ...(plan.cniIfindex ? [tc('cni-tc-ingress', plan.cniIfindex, 'ingress')] : []),
   ];
 }
 
 /** Remove every program of ours from the uplink and the device. */
-export function detachAll(plan: Pick<AttachPlan, 'uplinkIfindex' | 'devIfindex'>): void {
+export function detachAll(plan: Pick<AttachPlan, 'uplinkIfindex' | 'devIfindex' | 'cniIfindex'>): void {
   const slot = (ifindex: number, direction: 'ingress' | 'egress'): TcSlot =>
     ({ ifindex, direction, handle: TC_HANDLE, priority: TC_PRIORITY });
   detachTc(slot(plan.devIfindex, 'egress'));
   detachTc(slot(plan.devIfindex, 'ingress'));
   detachTc(slot(plan.uplinkIfindex, 'ingress'));
   detachTc(slot(plan.uplinkIfindex, 'egress'));
+  if (plan.cniIfindex) detachTc(slot(plan.cniIfindex, 'ingress'));
   if (isOurXdp(plan.uplinkIfindex)) detachXdp(plan.uplinkIfindex);
 }

@@ -24,3 +24,6 @@ export const dropsCodec: Codec<number, DropStats> = {
     return { packets: a.packets + b.packets, bytes: a.bytes + b.bytes };
   },
 };
+
+/** Codec of fbpf_fast_stats: fast-path event → per-CPU {packets, bytes} (the drops layout). */
+export const fastStatsCodec: Codec<number, DropStats> = { ...dropsCodec, mapName: 'fbpf_fast_stats' };

@@ -11,11 +11,11 @@ import { peersCodec, type PeerValue } from './peers.js';
 import { sourcesCodec, type TunnelSource } from './sources.js';
 import { configCodec, type NodeConfig } from './config.js';
 import { peerStatsCodec, type PeerStats } from './peer-stats.js';
-import { dropsCodec, type DropStats } from './drops.js';
-import { DROP_REASONS, type DropReason } from './reasons.js';
+import { dropsCodec, fastStatsCodec, type DropStats } from './drops.js';
+import { DROP_REASONS, FAST_EVENTS, type DropReason, type FastEvent } from './reasons.js';
 import type { Cidr } from './addr.js';
 
-export const MAP_NAMES = ['fbpf_peers', 'fbpf_sources', 'fbpf_config', 'fbpf_peer_stats', 'fbpf_drops'] as const;
+export const MAP_NAMES = ['fbpf_peers', 'fbpf_sources', 'fbpf_config', 'fbpf_peer_stats', 'fbpf_drops', 'fbpf_fast_stats'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
 /** The maps whose capacity follows --max-peers. */
@@ -27,6 +27,7 @@ export class NodeMaps {
   readonly config: TypedMap<number, NodeConfig>;
   readonly peerStats: TypedMap<number, PeerStats>;
   readonly drops: TypedMap<number, DropStats>;
+  readonly fastStats: TypedMap<number, DropStats>;
 
   private constructor(private readonly raw: Record<MapName, BpfMap>, private readonly owned: boolean) {
     this.peers = new TypedMap(raw.fbpf_peers, peersCodec);
@@ -34,6 +35,7 @@ export class NodeMaps {
     this.config = new TypedMap(raw.fbpf_config, configCodec);
     this.peerStats = new TypedMap(raw.fbpf_peer_stats, peerStatsCodec);
     this.drops = new TypedMap(raw.fbpf_drops, dropsCodec);
+    this.fastStats = new TypedMap(raw.fbpf_fast_stats, fastStatsCodec);
   }
 
   static fromObject(obj: BpfObject): NodeMaps {
@@ -77,6 +79,12 @@ export class NodeMaps {
       out[name] = all.get(i) ?? { packets: 0n, bytes: 0n };
     });
     return out;
+  }
+
+  /** Fast-path events by name, summed over CPUs. */
+  readFastStats(): Record<FastEvent, DropStats> {
+    const all = new Map(this.fastStats.entries());
+    return Object.fromEntries(FAST_EVENTS.map((name, i) => [name, all.get(i) ?? { packets: 0n, bytes: 0n }])) as Record<FastEvent, DropStats>;
   }
 
   /** Counters of the given peer ids (all ids when omitted: every non-zero slot). */

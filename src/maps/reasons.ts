@@ -39,3 +39,17 @@ export const DROP_REASON_HELP: Record<DropReason, string> = {
 export function dropReasonIndex(name: DropReason): number {
   return DROP_REASONS.indexOf(name);
 }
+
+/**
+ * Fast-path events, indexed as enum fbpf_fast_event in bpf/include/fbpf_shared.h
+ * (the `event` label of flannel_bpf_fast_path_packets_total).
+ */
+export const FAST_EVENTS = ['fast_tx', 'fast_rx', 'ct_tracked', 'not_eligible'] as const;
+export type FastEvent = (typeof FAST_EVENTS)[number];
+
+export const FAST_EVENT_HELP: Record<FastEvent, string> = {
+  fast_tx: 'pod packets sent to a peer from cni0 ingress, bypassing the kernel forwarding path',
+  fast_rx: 'packets from peers delivered to a local pod, bypassing the kernel forwarding path',
+  ct_tracked: 'packets left on the compat path because conntrack tracks their flow (NAT, kube-proxy)',
+  not_eligible: 'packets left on the compat path: not TCP/UDP, fragment, TTL, or the pod MAC unknown',
+};

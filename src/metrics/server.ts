@@ -21,7 +21,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
 import type { NodeMaps } from '../maps/index.js';
-import { DROP_REASONS, type DropReason } from '../maps/reasons.js';
+import { DROP_REASONS, FAST_EVENTS, type DropReason, type FastEvent } from '../maps/reasons.js';
 import type { DropStats } from '../maps/drops.js';
 import { formatCidr, formatIPv4 } from '../maps/addr.js';
 import type { BackendType } from '../maps/config.js';
@@ -94,6 +94,8 @@ export const METRICS: readonly MetricDoc[] = [
   { name: 'flannel_bpf_peer_rx_bytes_total', type: 'counter', labels: PEER_LABELS, help: 'Bytes of the inner IPv4 packets received from the peer (outer headers not included).' },
   { name: 'flannel_bpf_drops_total', type: 'counter', labels: ['reason'], help: 'Packets the dataplane dropped, by reason.' },
   { name: 'flannel_bpf_drop_bytes_total', type: 'counter', labels: ['reason'], help: 'Bytes of the packets the dataplane dropped (whole frames as the hook saw them), by reason.' },
+  { name: 'flannel_bpf_fast_path_packets_total', type: 'counter', labels: ['event'], help: 'What the conntrack-gated fast path did with packets: fast_tx / fast_rx (bypassed the kernel forwarding path), ct_tracked / not_eligible (left on the compat path).' },
+  { name: 'flannel_bpf_fast_path_bytes_total', type: 'counter', labels: ['event'], help: 'Bytes of the packets in flannel_bpf_fast_path_packets_total.' },
   { name: 'flannel_bpf_peers', type: 'gauge', labels: ['state'], help: 'Peer leases by state: programmed (in the maps), unreachable (host-gw peer not on the uplink\'s subnets), rejected (invalid lease).' },
   { name: 'flannel_bpf_map_entries', type: 'gauge', labels: ['map'], help: 'Entries in a peer-sized BPF map (fbpf_peer_stats: peer ids in use).' },
   { name: 'flannel_bpf_map_capacity', type: 'gauge', labels: ['map'], help: 'Capacity (max_entries) of a peer-sized BPF map (--max-peers).' },
@@ -212,6 +214,7 @@ interface Snapshot {
   peers: readonly DesiredPeerWithId[];
   counters: Float64Array | null;
   drops: Record<DropReason, DropStats> | null;
+  fast: Record<FastEvent, DropStats> | null;
   entries: Partial<Record<(typeof FILL_MAPS)[number], number>>;
   capacity: Partial<Record<(typeof FILL_MAPS)[number], number>>;
   hooks: HookState[];
@@ -268,6 +271,17 @@ export class AgentMetrics {
         for (const r of EXPORTED_DROP_REASONS) this.inc({ reason: r }, Number(s.drops[r].bytes));
       },
     });
+    for (const [name, field] of [['flannel_bpf_fast_path_packets_total', 'packets'], ['flannel_bpf_fast_path_bytes_total', 'bytes']] as const) {
+      new client.Counter({
+        ...doc(name),
+        collect() {
+          const s = snap();
+          this.reset();
+          if (!s?.fast) return;
+          for (const e of FAST_EVENTS) this.inc({ event: e }, Number(s.fast[e][field]));
+        },
+      });
+    }
     new client.Gauge({
       ...doc('flannel_bpf_peers'),
       collect() {
@@ -392,7 +406,7 @@ export class AgentMetrics {
     const maps = agent.dp?.maps ?? null;
     const live = liveHooks(agent);
     const s: Snapshot = {
-      peers, counters: null, drops: null, entries: {}, capacity: {}, hooks: live.hooks, required: live.required,
+      peers, counters: null, drops: null, fast: null, entries: {}, capacity: {}, hooks: live.hooks, required: live.required,
       ready: readinessReport(this.checks).ready, readSeconds: 0,
     };
     if (maps) {
@@ -400,6 +414,7 @@ export class AgentMetrics {
         const { ids } = this.#labels(peers);
         s.counters = readPeerCounters(maps.peerStats.map, ids);
         s.drops = maps.readDrops();
+        s.fast = maps.readFastStats();
         s.entries = {
           fbpf_peers: maps.map('fbpf_peers').lookupAll(8192).count,
           fbpf_sources: maps.map('fbpf_sources').lookupAll(8192).count,

@@ -7,6 +7,7 @@
  *                                       192.168.50.3 on-link, unresolved
  *   10.9.0.0/16 via 192.168.50.2        (a routed peer network)
  *   fbd0 (stands in for the flannel-bpf device); forwarding on, as on a node (bpf_fib_lookup wants it)
+ *   fbc0 bridge 10.244.1.1/24 (stands in for cni0)  neighbour 10.244.1.5 resolved (POD_MAC), 10.244.1.6 not
  */
 import { Dataplane, type ProgramKey } from '../../src/loader/dataplane.js';
 import { testRun, type TestRunResult } from '../../src/loader/testrun.js';
@@ -38,10 +39,13 @@ export const PEER_UNRESOLVED = { publicIp: '192.168.50.3', vtepMac: '0e:fb:00:00
 /** A peer behind the router 192.168.50.2. */
 export const PEER_ROUTED = { publicIp: '10.9.0.5', vtepMac: '0e:fb:00:00:00:05', subnet: '10.244.5.0/24', id: 9 };
 
-let topo: { uplinkIfindex: number; devIfindex: number; devMac: string } | undefined;
+export const CNI_MAC = '02:fb:00:00:c0:01';
+export const POD_MAC = '02:fb:00:00:c0:05';
+
+let topo: { uplinkIfindex: number; devIfindex: number; devMac: string; cniIfindex: number } | undefined;
 
 /** Build the private namespace's underlay once per process. */
-export function testTopology(): { uplinkIfindex: number; devIfindex: number; devMac: string } {
+export function testTopology(): { uplinkIfindex: number; devIfindex: number; devMac: string; cniIfindex: number } {
   if (topo) return topo;
   const { sh } = privateNetns();
   sh(`sysctl -qw net.ipv4.ip_forward=1
@@ -50,10 +54,12 @@ export function testTopology(): { uplinkIfindex: number; devIfindex: number; dev
       ip addr add ${NODE.publicIp}/24 dev fbu0
       ip link set fbu0 up; ip link set fbu1 up; ip link set fbd0 up; ip link set fbd1 up
       ip neigh replace ${PEER.publicIp} lladdr ${PEER.mac} dev fbu0 nud permanent
-      ip route add 10.9.0.0/16 via ${PEER.publicIp} dev fbu0`);
+      ip route add 10.9.0.0/16 via ${PEER.publicIp} dev fbu0
+      ip link add fbc0 address ${CNI_MAC} type bridge; ip addr add 10.244.1.1/24 dev fbc0; ip link set fbc0 up
+      ip neigh replace 10.244.1.5 lladdr ${POD_MAC} dev fbc0 nud permanent`);
   const idx = (dev: string) => Number(/^(\d+):/.exec(sh(`ip -o link show dev ${dev}`))?.[1]);
   const devMac = sh("ip -o link show dev fbd0 | sed -n 's/.*link\\/ether \\([0-9a-f:]*\\).*/\\1/p'").trim();
-  topo = { uplinkIfindex: idx('fbu0'), devIfindex: idx('fbd0'), devMac };
+  topo = { uplinkIfindex: idx('fbu0'), devIfindex: idx('fbd0'), devMac, cniIfindex: idx('fbc0') };
   return topo;
 }
 
@@ -61,6 +67,8 @@ export interface HarnessOptions {
   backend?: BackendType;
   decap?: DecapEngine;
   steer?: boolean;
+  /** Turn the conntrack-gated fast path on (and point it at the fbc0 "cni0"). */
+  fastPath?: boolean;
   vni?: number;
   port?: number;
   /** Leave the config map empty (agent not configured yet). */
@@ -85,7 +93,7 @@ export class Harness {
       port: opts.port ?? (backend === 'udp' ? 8285 : 8472),
       backend,
       decap: opts.decap ?? (backend === 'udp' ? 'tc' : 'kernel'),
-      flags: opts.steer ? CONFIG_FLAGS.steerDirect : 0,
+      flags: (opts.steer ? CONFIG_FLAGS.steerDirect : 0) | (opts.fastPath ? CONFIG_FLAGS.fastPath : 0),
       uplinkIfindex: t.uplinkIfindex,
       devIfindex: t.devIfindex,
       subnet: parseCidr(NODE.subnet),
@@ -94,7 +102,7 @@ export class Harness {
       vtepMac: opts.identity?.vtepMac ?? NODE.vtepMac,
       devMac: backend === 'vxlan' ? (opts.identity?.vtepMac ?? NODE.vtepMac) : t.devMac,
       uplinkMac: NODE.uplinkMac,
-      cniIfindex: 0,
+      cniIfindex: opts.fastPath ? t.cniIfindex : 0,
     };
     if (!opts.unconfigured) this.maps.config.set(0, this.config);
   }
@@ -124,6 +132,10 @@ export class Harness {
   /** Reasons with a non-zero count. */
   nonZeroDrops(): Partial<Record<DropReason, number>> {
     return Object.fromEntries(Object.entries(this.drops()).filter(([, n]) => n > 0));
+  }
+
+  fast(): Record<string, number> {
+    return Object.fromEntries(Object.entries(this.maps.readFastStats()).map(([k, v]) => [k, Number(v.packets)]));
   }
 
   stats(id: number): { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number } {

@@ -46,7 +46,7 @@ test('defaults match flanneld (flannel-compat.md §2) and ours (brief)', (t) => 
   t.deepEqual(f.metricsAddr, { host: '0.0.0.0', port: 9472 });
   t.is(f.maxPeers, 65536);
   t.is(f.decap, 'auto');
-  t.false(f.fastPath);
+  t.true(f.fastPath, 'the fast path is on by default (the kube-proxy scenarios pass with it)');
   t.is(f.nodeName, '');
   t.is(f.etcdConfig, '');
   t.is(f.stateDir, '/run/flannel-bpf');

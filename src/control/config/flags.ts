@@ -351,7 +351,7 @@ const DEFS: readonly FlagDef[] = [
     accepted: 'an integer 1..1048576', convert: toInt(1, 1048576) }),
   ours({ name: 'decap', key: 'decap', kind: 'enum', default: 'auto', values: DECAP_CHOICES, help: 'receive-side decapsulation engine: auto, xdp, kernel or tc',
     accepted: DECAP_CHOICES.join(', '), convert: enumOf(DECAP_CHOICES) }),
-  ours({ name: 'fast-path', key: 'fastPath', kind: 'enum', default: 'off', values: ['on', 'off'], help: 'deliver straight into pods, bypassing kernel forwarding for flows netfilter does not touch',
+  ours({ name: 'fast-path', key: 'fastPath', kind: 'enum', default: 'on', values: ['on', 'off'], help: 'deliver straight into pods, bypassing kernel forwarding for flows netfilter does not touch',
     accepted: 'on, off', convert: onOff }),
   ours({ name: 'node-name', key: 'nodeName', default: '', help: 'this node\'s name (kube mode; default: NODE_NAME, else the pod\'s spec.nodeName)',
     accepted: 'a Kubernetes node name', convert: nodeName }),
