@@ -5,10 +5,16 @@
 import { spawnSync, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 
+/*
+ * e2e files run two at a time; test/e2e/serial/ holds the ones that measure
+ * loss or timing (zero-loss floods, crash/restart), run one at a time so other
+ * tests' bulk transfers do not starve them of CPU.
+ */
 const phases = [
   { name: 'unit', dir: 'test/unit' },
   { name: 'bpf', dir: 'test/bpf' },
-  { name: 'e2e', dir: 'test/e2e' },
+  { name: 'e2e', dir: 'test/e2e', exclude: 'test/e2e/serial' },
+  { name: 'e2e-serial', dir: 'test/e2e/serial', avaArgs: ['--concurrency=1', '--serial'] },
 ];
 
 function testFiles(dir) {
@@ -35,12 +41,12 @@ const t0 = Date.now();
 const totals = { passed: 0, failed: 0, skipped: 0, todo: 0 };
 let failed = false;
 for (const phase of phases) {
-  if (only.length && !only.includes(phase.name)) continue;
-  const files = testFiles(phase.dir);
+  if (only.length && !only.includes(phase.name) && !(phase.name === 'e2e-serial' && only.includes('e2e'))) continue;
+  const files = testFiles(phase.dir).filter((f) => !phase.exclude || !f.startsWith(`${phase.exclude}/`));
   if (files.length === 0) continue;
   const t = Date.now();
   console.log(`\n=== ${phase.name} tests (${files.length} files) ===`);
-  const res = spawnSync('npx', ['ava', ...files], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  const res = spawnSync('npx', ['ava', ...(phase.avaArgs ?? []), ...files], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
   process.stdout.write(res.stdout ?? '');
   const count = (re) => Number(re.exec(res.stdout ?? '')?.[1] ?? 0);
   const passed = count(/(\d+) tests? passed/);

@@ -174,6 +174,7 @@ export interface Libbpf {
   bpf_map__set_pin_path(map: Pointer, path: string | null): number;
   bpf_map__pin_path(map: Pointer): string | null;
   bpf_map__is_pinned(map: Pointer): boolean;
+  bpf_map__is_internal(map: Pointer): boolean;
   bpf_map__reuse_fd(map: Pointer, fd: number): number;
   bpf_obj_get(path: string): number;
   bpf_obj_pin(fd: number, path: string): number;
@@ -253,6 +254,7 @@ export function libbpf(): Libbpf {
     bpf_map__set_pin_path: f('int bpf_map__set_pin_path(void *map, const char *path)'),
     bpf_map__pin_path: f('const char *bpf_map__pin_path(void *map)'),
     bpf_map__is_pinned: f('bool bpf_map__is_pinned(void *map)'),
+    bpf_map__is_internal: f('bool bpf_map__is_internal(void *map)'),
     bpf_map__reuse_fd: f('int bpf_map__reuse_fd(void *map, int fd)'),
     bpf_obj_get: f('int bpf_obj_get(const char *path)'),
     bpf_obj_pin: f('int bpf_obj_pin(int fd, const char *path)'),

@@ -179,7 +179,7 @@ export class BpfObject {
     }
     for (let m = lib.bpf_object__next_map(obj, null); m; m = lib.bpf_object__next_map(obj, m)) {
       const name = lib.bpf_map__name(m);
-      if (name.startsWith('.')) continue; /* .rodata/.bss and friends */
+      if (lib.bpf_map__is_internal(m)) continue; /* .rodata/.bss and friends */
       this.maps.set(name, new BpfMap(lib.bpf_map__fd(m), { ownsFd: false, name }));
     }
   }

@@ -4,13 +4,13 @@
  * the remaining pods loses nothing.
  */
 import test from 'ava';
-import { Lab } from '../../src/cli/lab/lab.js';
-import { nsSpawn } from '../../src/cli/lab/netns.js';
-import { NodeMaps } from '../../src/maps/index.js';
-import { formatCidr, formatIPv4 } from '../../src/maps/addr.js';
-import { ping, labRunner } from '../helpers/traffic.js';
-import { requireRoot } from '../helpers/netns.js';
-import { waitFor } from '../helpers/wait.js';
+import { Lab } from '../../../src/cli/lab/lab.js';
+import { nsSpawn } from '../../../src/cli/lab/netns.js';
+import { NodeMaps } from '../../../src/maps/index.js';
+import { formatCidr, formatIPv4 } from '../../../src/maps/addr.js';
+import { ping, labRunner } from '../../helpers/traffic.js';
+import { requireRoot } from '../../helpers/netns.js';
+import { waitFor } from '../../helpers/wait.js';
 
 requireRoot();
 let lab: Lab;
