@@ -1,0 +1,345 @@
+/**
+ * The dataplane benchmark (npm run bench / bench:quick): the same 2-node
+ * topology built once per variant — two node namespaces on one L2 segment,
+ * one pod each made by the real CNI bridge plugin — and every figure measured
+ * on all variants in alternation (A B C … A B C …, ≥ 5 rounds, the order
+ * rotated each round), reporting medians, spread and ratios against stock
+ * flannel's kernel VXLAN and against the native underlay.
+ *
+ * Variants: native underlay (node ↔ node, no overlay), stock flannel VXLAN
+ * (flannel.1 + per-peer route/neigh/FDB exactly as flanneld programs them, with
+ * flanneld's --ip-masq rules), stock host-gw, and flannel-bpf: vxlan compat and
+ * fast path for each decap engine, vxlan + DirectRouting, host-gw, udp.
+ *
+ * Figures: single-stream TCP Gbit/s and 4-stream TCP (iperf3), UDP 64-byte
+ * packets/s delivered (iperf3 -u -l 64 -b 0), request/response latency p50/p99
+ * (sockperf ping-pong, UDP 64 B), and CPU busy % of the machine at a fixed
+ * offered rate (iperf3 -b) as the CPU cost.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Lab, NETWORK } from '../src/cli/lab/lab.js';
+import { nsRun, nsSpawn } from '../src/cli/lab/netns.js';
+import { programStockVxlan, programStockHostGw, programStockRules, type StockNode } from '../src/cli/lab/stock.js';
+import { summarize, roundSummary, ratio, fmt, fmtRatio, type Summary } from './lib/stats.js';
+import { markdownTable } from './lib/table.js';
+import { Progress, sleep } from './lib/progress.js';
+import { Cleanup } from './lib/cleanup.js';
+import { writeResults, resultsFile, environment } from './lib/results.js';
+import { svgBarChart } from './lib/chart.js';
+
+const quick = process.argv.includes('--quick');
+const ROUNDS = quick ? 2 : Number(process.env.BENCH_ROUNDS ?? 5);
+const SECONDS = quick ? 2 : 4;
+const FIXED_RATE = process.env.BENCH_FIXED_RATE ?? '2G';
+const progress = new Progress();
+const say = progress.section('dataplane');
+const cleanup = new Cleanup();
+cleanup.installHandlers();
+
+/** A pair of namespaces to measure between. */
+interface Pair { client: string; server: string; serverIp: string }
+
+interface Variant {
+  id: string;
+  label: string;
+  kind: 'baseline' | 'stock' | 'flannel-bpf';
+  /** In --quick. */
+  quick: boolean;
+  pair?: Pair;
+}
+
+const VARIANTS: Variant[] = [
+  { id: 'native', label: 'native underlay (no overlay)', kind: 'baseline', quick: true },
+  { id: 'stock-vxlan', label: 'stock flannel VXLAN', kind: 'stock', quick: true },
+  { id: 'stock-host-gw', label: 'stock flannel host-gw', kind: 'stock', quick: true },
+  { id: 'vxlan-compat-kernel', label: 'flannel-bpf vxlan, compat, kernel decap', kind: 'flannel-bpf', quick: true },
+  { id: 'vxlan-fast-kernel', label: 'flannel-bpf vxlan, fast path, kernel decap', kind: 'flannel-bpf', quick: true },
+  { id: 'vxlan-compat-xdp', label: 'flannel-bpf vxlan, compat, xdp decap', kind: 'flannel-bpf', quick: false },
+  { id: 'vxlan-fast-xdp', label: 'flannel-bpf vxlan, fast path, xdp decap', kind: 'flannel-bpf', quick: false },
+  { id: 'vxlan-compat-tc', label: 'flannel-bpf vxlan, compat, tc decap', kind: 'flannel-bpf', quick: false },
+  { id: 'vxlan-fast-tc', label: 'flannel-bpf vxlan, fast path, tc decap', kind: 'flannel-bpf', quick: false },
+  { id: 'dr-fast', label: 'flannel-bpf vxlan + DirectRouting, fast path', kind: 'flannel-bpf', quick: false },
+  { id: 'host-gw-compat', label: 'flannel-bpf host-gw, compat', kind: 'flannel-bpf', quick: false },
+  { id: 'host-gw-fast', label: 'flannel-bpf host-gw, fast path', kind: 'flannel-bpf', quick: true },
+  { id: 'udp-fast', label: 'flannel-bpf udp (tc decap), fast path', kind: 'flannel-bpf', quick: false },
+];
+
+const variants = VARIANTS.filter((v) => !quick || v.quick);
+const want = (id: string) => variants.some((v) => v.id === id);
+const variant = (id: string): Variant => VARIANTS.find((v) => v.id === id)!;
+
+/* ----------------------------------------------------------- topologies */
+
+async function buildStock(): Promise<void> {
+  const lab = await Lab.up({ nodes: 0, backend: 'vxlan', segments: 1, prefix: `bs${process.pid % 10000}` });
+  cleanup.add('stock lab', () => lab.down());
+  const node = (name: string, host: number, subnet: string, mtu: number) => lab.addStaticNode(name, 'a', host, subnet, mtu);
+  const spec = (n: ReturnType<typeof node>, mac: string): StockNode => ({ ns: n.ns, ip: n.ip, iface: 'eth0', subnet: n.subnet!, vtepMac: mac });
+  if (want('native')) {
+    const a = node('u1', 101, '10.244.101.0/24', 1500);
+    const b = node('u2', 102, '10.244.102.0/24', 1500);
+    variant('native').pair = { client: a.ns, server: b.ns, serverIp: b.ip };
+  }
+  if (want('stock-vxlan')) {
+    const a = node('k1', 111, '10.244.111.0/24', 1450);
+    const b = node('k2', 112, '10.244.112.0/24', 1450);
+    programStockVxlan(spec(a, '0e:de:00:00:01:11'), [spec(b, '0e:de:00:00:01:12')]);
+    programStockVxlan(spec(b, '0e:de:00:00:01:12'), [spec(a, '0e:de:00:00:01:11')]);
+    for (const n of [a, b]) programStockRules({ ns: n.ns, subnet: n.subnet! }, NETWORK);
+    const pa = lab.addPod('k1');
+    const pb = lab.addPod('k2');
+    variant('stock-vxlan').pair = { client: pa.ns, server: pb.ns, serverIp: pb.ip };
+  }
+  if (want('stock-host-gw')) {
+    const a = node('h1', 121, '10.244.121.0/24', 1500);
+    const b = node('h2', 122, '10.244.122.0/24', 1500);
+    programStockHostGw(spec(a, '00:00:00:00:00:00'), [spec(b, '00:00:00:00:00:00')]);
+    programStockHostGw(spec(b, '00:00:00:00:00:00'), [spec(a, '00:00:00:00:00:00')]);
+    for (const n of [a, b]) programStockRules({ ns: n.ns, subnet: n.subnet! }, NETWORK);
+    const pa = lab.addPod('h1');
+    const pb = lab.addPod('h2');
+    variant('stock-host-gw').pair = { client: pa.ns, server: pb.ns, serverIp: pb.ip };
+  }
+}
+
+/** A lab of one backend whose node pairs run flannel-bpf with different agent flags. */
+async function buildOurs(backend: 'vxlan' | 'host-gw' | 'udp', directRouting: boolean, pairs: Array<{ id: string; args: string[] }>): Promise<void> {
+  const todo = pairs.filter((p) => want(p.id));
+  if (todo.length === 0) return;
+  const lab = await Lab.up({ nodes: 0, backend, directRouting, segments: 1, prefix: `b${backend[0]}${directRouting ? 'd' : ''}${process.pid % 10000}` });
+  cleanup.add(`${backend} lab`, () => lab.down());
+  let i = 0;
+  const nodes = todo.map((p) => {
+    const a = lab.addNode(++i, { agentArgs: p.args, segment: 'a' });
+    const b = lab.addNode(++i, { agentArgs: p.args, segment: 'a' });
+    return { p, a, b };
+  });
+  await lab.waitReady(nodes.flatMap((x) => [x.a, x.b]));
+  for (const { p, a, b } of nodes) {
+    lab.addPod(a.name);
+    const pb = lab.addPod(b.name);
+    const pa = lab.state.pods.find((x) => x.node === a.name)!;
+    variant(p.id).pair = { client: pa.ns, server: pb.ns, serverIp: pb.ip };
+  }
+  /* Let the agents find cni0 and attach the fast path, and neighbours settle. */
+  await sleep(2500);
+  for (const { p } of nodes) {
+    const v = variant(p.id);
+    nsRun(v.pair!.client, ['ping', '-c', '2', '-i', '0.2', '-W', '1', v.pair!.serverIp]);
+  }
+}
+
+/* ----------------------------------------------------------- measurements */
+
+interface IperfJson {
+  end?: {
+    sum_received?: { bits_per_second?: number };
+    sum_sent?: { bits_per_second?: number; retransmits?: number };
+    sum?: { packets?: number; lost_packets?: number; seconds?: number; bits_per_second?: number };
+  };
+  error?: string;
+}
+
+let portSeq = 0;
+async function iperf(pair: Pair, args: string[], seconds = SECONDS): Promise<IperfJson> {
+  const port = String(5300 + (portSeq++ % 500));
+  const server = nsSpawn(pair.server, ['iperf3', '-s', '-1', '-p', port]);
+  try {
+    await sleep(120);
+    const out = nsRun(pair.client, ['iperf3', '-c', pair.serverIp, '-p', port, '-t', String(seconds), '-J', ...args], { timeoutMs: (seconds + 20) * 1000 });
+    const j = JSON.parse(out) as IperfJson;
+    if (j.error) throw new Error(`iperf3: ${j.error}`);
+    return j;
+  } finally {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  }
+}
+
+async function tcpGbps(pair: Pair, streams: number): Promise<number> {
+  const j = await iperf(pair, ['-P', String(streams)]);
+  return (j.end?.sum_received?.bits_per_second ?? 0) / 1e9;
+}
+
+async function udpPps(pair: Pair): Promise<number> {
+  const j = await iperf(pair, ['-u', '-l', '64', '-b', '0']);
+  const s = j.end?.sum;
+  const delivered = (s?.packets ?? 0) - (s?.lost_packets ?? 0);
+  return delivered / (s?.seconds || SECONDS);
+}
+
+async function latency(pair: Pair): Promise<{ p50: number; p99: number }> {
+  const port = String(11000 + (portSeq++ % 500));
+  const server = nsSpawn(pair.server, ['sockperf', 'sr', '-i', pair.serverIp, '-p', port]);
+  try {
+    await sleep(150);
+    const out = nsRun(pair.client, ['sockperf', 'pp', '-i', pair.serverIp, '-p', port, '-t', String(SECONDS), '-m', '64'], { timeoutMs: (SECONDS + 20) * 1000 });
+    const pct = (p: string) => Number(new RegExp(`percentile ${p} =\\s*([0-9.]+)`).exec(out)?.[1]);
+    return { p50: pct('50.000'), p99: pct('99.000') };
+  } finally {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  }
+}
+
+function cpuTimes(): { busy: number; total: number } {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (line[3] ?? 0) + (line[4] ?? 0);
+  const total = line.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/** CPU busy % of the whole machine while `rate` of single-stream TCP is offered. */
+async function cpuAtRate(pair: Pair): Promise<{ busyPct: number; gbps: number }> {
+  const port = String(5300 + (portSeq++ % 500));
+  const server = nsSpawn(pair.server, ['iperf3', '-s', '-1', '-p', port]);
+  try {
+    await sleep(120);
+    const client = nsSpawn(pair.client, ['iperf3', '-c', pair.serverIp, '-p', port, '-t', String(SECONDS + 1), '-b', FIXED_RATE, '-J'], { out: 'pipe' });
+    let out = '';
+    client.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+    const done = new Promise<void>((r) => client.on('exit', () => r()));
+    await sleep(700); /* skip the ramp-up */
+    const a = cpuTimes();
+    await sleep((SECONDS - 0.5) * 1000);
+    const b = cpuTimes();
+    await done;
+    const j = JSON.parse(out || '{}') as IperfJson;
+    return { busyPct: (100 * (b.busy - a.busy)) / Math.max(1, b.total - a.total), gbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e9 };
+  } finally {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  }
+}
+
+type Metric = 'tcp1' | 'tcp4' | 'udp64' | 'latP50' | 'latP99' | 'cpuPct';
+const METRICS: Array<{ key: Metric; label: string; unit: string; better: 'higher' | 'lower' }> = [
+  { key: 'tcp1', label: 'TCP 1 stream', unit: 'Gbit/s', better: 'higher' },
+  { key: 'tcp4', label: 'TCP 4 streams', unit: 'Gbit/s', better: 'higher' },
+  { key: 'udp64', label: 'UDP 64 B', unit: 'kpps', better: 'higher' },
+  { key: 'latP50', label: 'latency p50', unit: 'µs', better: 'lower' },
+  { key: 'latP99', label: 'latency p99', unit: 'µs', better: 'lower' },
+  { key: 'cpuPct', label: `CPU at ${FIXED_RATE}bit/s`, unit: '%', better: 'lower' },
+];
+
+async function measure(v: Variant, samples: Record<string, Record<Metric, number[]>>): Promise<void> {
+  const pair = v.pair!;
+  const s = (samples[v.id] ??= { tcp1: [], tcp4: [], udp64: [], latP50: [], latP99: [], cpuPct: [] });
+  s.tcp1.push(await tcpGbps(pair, 1));
+  s.tcp4.push(await tcpGbps(pair, 4));
+  s.udp64.push((await udpPps(pair)) / 1000);
+  const lat = await latency(pair);
+  s.latP50.push(lat.p50);
+  s.latP99.push(lat.p99);
+  s.cpuPct.push((await cpuAtRate(pair)).busyPct);
+}
+
+/* ----------------------------------------------------------- main */
+
+async function main(): Promise<void> {
+  say(`${variants.length} variants, ${ROUNDS} rounds of ${SECONDS} s per figure${quick ? ' (quick)' : ''}`);
+  await buildStock();
+  await buildOurs('vxlan', false, [
+    { id: 'vxlan-compat-kernel', args: ['--fast-path=off', '--decap=kernel'] },
+    { id: 'vxlan-fast-kernel', args: ['--fast-path=on', '--decap=kernel'] },
+    { id: 'vxlan-compat-xdp', args: ['--fast-path=off', '--decap=xdp'] },
+    { id: 'vxlan-fast-xdp', args: ['--fast-path=on', '--decap=xdp'] },
+    { id: 'vxlan-compat-tc', args: ['--fast-path=off', '--decap=tc'] },
+    { id: 'vxlan-fast-tc', args: ['--fast-path=on', '--decap=tc'] },
+  ]);
+  await buildOurs('vxlan', true, [{ id: 'dr-fast', args: ['--fast-path=on'] }]);
+  await buildOurs('host-gw', false, [
+    { id: 'host-gw-compat', args: ['--fast-path=off'] },
+    { id: 'host-gw-fast', args: ['--fast-path=on'] },
+  ]);
+  await buildOurs('udp', false, [{ id: 'udp-fast', args: ['--fast-path=on', '--decap=tc'] }]);
+  say(`topologies ready (${progress.elapsed().toFixed(1)} s)`);
+
+  const samples: Record<string, Record<Metric, number[]>> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
+    for (const v of order) {
+      const t0 = performance.now();
+      await measure(v, samples);
+      const s = samples[v.id]!;
+      say(`round ${round + 1}/${ROUNDS} ${v.id.padEnd(20)} tcp1 ${fmt(s.tcp1.at(-1)!)} Gbit/s, tcp4 ${fmt(s.tcp4.at(-1)!)}, udp64 ${fmt(s.udp64.at(-1)!)} kpps, p50 ${fmt(s.latP50.at(-1)!)} µs, cpu ${fmt(s.cpuPct.at(-1)!)} % (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    }
+  }
+
+  const summary: Record<string, Record<Metric, Summary>> = {};
+  for (const v of variants) {
+    summary[v.id] = Object.fromEntries(METRICS.map((m) => [m.key, roundSummary(summarize(samples[v.id]![m.key]))])) as Record<Metric, Summary>;
+  }
+  const med = (id: string, m: Metric) => summary[id]?.[m].median ?? NaN;
+  /* Ratios oriented so that > 1 is better: throughput ours/theirs, latency and CPU theirs/ours. */
+  const gain = (id: string, ref: string, m: Metric) => {
+    const better = METRICS.find((x) => x.key === m)!.better;
+    return better === 'higher' ? ratio(med(id, m), med(ref, m)) : ratio(med(ref, m), med(id, m));
+  };
+
+  const rows = variants.map((v) => [v.label, ...METRICS.map((m) => `${fmt(med(v.id, m.key))} (${fmt(summary[v.id]![m.key].min)}–${fmt(summary[v.id]![m.key].max)})`)]);
+  const table = markdownTable(['variant', ...METRICS.map((m) => `${m.label} (${m.unit})`)], rows);
+  const ratioRows = variants.filter((v) => v.id !== 'stock-vxlan').map((v) => [v.label,
+    ...METRICS.map((m) => fmtRatio(gain(v.id, 'stock-vxlan', m.key))), fmtRatio(ratio(med(v.id, 'tcp1'), med('native', 'tcp1')))]);
+  const ratioTable = markdownTable(['variant (ratio vs stock VXLAN; > 1 is better)', ...METRICS.map((m) => m.label), 'TCP 1 stream vs native'], ratioRows);
+
+  const targets = checkTargets(med, gain);
+  const env = environment();
+  const result = {
+    kind: 'dataplane', quick, rounds: ROUNDS, secondsPerFigure: SECONDS, fixedRate: FIXED_RATE, env,
+    variants: variants.map((v) => ({ id: v.id, label: v.label, kind: v.kind, summary: summary[v.id], samples: samples[v.id] })),
+    ratiosVsStockVxlan: Object.fromEntries(variants.map((v) => [v.id, Object.fromEntries(METRICS.map((m) => [m.key, gain(v.id, 'stock-vxlan', m.key)]))])),
+    tcp1VsNative: Object.fromEntries(variants.map((v) => [v.id, ratio(med(v.id, 'tcp1'), med('native', 'tcp1'))])),
+    targets,
+  };
+  const name = quick ? 'dataplane-quick' : 'dataplane';
+  const file = writeResults(name, result);
+  const md = [`# Dataplane benchmark — ${env.host}, ${new Date().toISOString()}`, '',
+    `${ROUNDS} alternating rounds, ${SECONDS} s per figure; median (min–max). Kernel ${env.kernel}, ${env.cpus} CPUs, commit ${env.git.commit?.slice(0, 12) ?? '?'}${env.git.dirty ? ' (dirty)' : ''}.`, '',
+    table, '', ratioTable, '', '## Targets', '', markdownTable(['target', 'measured', 'met'], targets.map((x) => [x.target, x.measured, x.met ? 'yes' : 'NO'])), ''].join('\n');
+  fs.writeFileSync(file.replace(/\.json$/, '.md'), md);
+  const chart = svgBarChart({
+    title: `flannel-bpf dataplane vs stock flannel VXLAN (${env.host}, ${isoDay()})`,
+    groups: METRICS.map((m) => m.label).concat(['TCP vs native']),
+    series: variants.filter((v) => v.id !== 'stock-vxlan').map((v) => ({
+      name: v.label,
+      values: [...METRICS.map((m) => gain(v.id, 'stock-vxlan', m.key)), ratio(med(v.id, 'tcp1'), med('native', 'tcp1'))],
+    })),
+    referenceLine: 1,
+    yLabel: 'ratio (> 1: better than stock VXLAN; last group: share of native)',
+  });
+  fs.writeFileSync(file.replace(/\.json$/, '.svg'), chart);
+  process.stdout.write(`${md}\nresults: ${file} (+ .md, .svg)\n`);
+}
+
+function isoDay(): string {
+  return new Date().toISOString().slice(0, 10);
+}
+
+function checkTargets(med: (id: string, m: Metric) => number, gain: (id: string, ref: string, m: Metric) => number): Array<{ target: string; measured: string; met: boolean }> {
+  const out: Array<{ target: string; measured: string; met: boolean }> = [];
+  const add = (target: string, value: number, goal: number, cmp: '>=' | '<=') => {
+    if (!Number.isFinite(value)) return;
+    out.push({ target, measured: fmtRatio(value), met: cmp === '>=' ? value >= goal : value <= goal });
+  };
+  const inv = (x: number) => (Number.isFinite(x) && x > 0 ? 1 / x : NaN);
+  add('fast VXLAN TCP ≥ 1.10× stock VXLAN', gain('vxlan-fast-kernel', 'stock-vxlan', 'tcp1'), 1.1, '>=');
+  add('fast VXLAN TCP ≥ 0.95× stock host-gw', ratio(med('vxlan-fast-kernel', 'tcp1'), med('stock-host-gw', 'tcp1')), 0.95, '>=');
+  add('fast VXLAN UDP 64 B pps ≥ 1.4× stock VXLAN', gain('vxlan-fast-kernel', 'stock-vxlan', 'udp64'), 1.4, '>=');
+  add('fast VXLAN latency p50 ≤ 0.90× stock VXLAN', inv(gain('vxlan-fast-kernel', 'stock-vxlan', 'latP50')), 0.9, '<=');
+  add('fast VXLAN CPU at fixed rate ≤ 0.80× stock VXLAN', inv(gain('vxlan-fast-kernel', 'stock-vxlan', 'cpuPct')), 0.8, '<=');
+  add('compat VXLAN TCP ≥ 1.0× stock VXLAN', gain('vxlan-compat-kernel', 'stock-vxlan', 'tcp1'), 1.0, '>=');
+  add('compat VXLAN UDP 64 B pps ≥ 1.2× stock VXLAN', gain('vxlan-compat-kernel', 'stock-vxlan', 'udp64'), 1.2, '>=');
+  add('host-gw TCP ≥ 1.0× stock host-gw', ratio(med('host-gw-compat', 'tcp1'), med('stock-host-gw', 'tcp1')), 1.0, '>=');
+  add('host-gw fast path pps ≥ 1.2× stock host-gw', ratio(med('host-gw-fast', 'udp64'), med('stock-host-gw', 'udp64')), 1.2, '>=');
+  return out;
+}
+
+main().then(() => { cleanup.run(); }, (err: unknown) => {
+  process.stderr.write(`dataplane bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  cleanup.run();
+  process.exitCode = 1;
+});
+
+void os;
+void path;
+void resultsFile;
