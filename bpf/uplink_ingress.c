@@ -20,6 +20,9 @@
 #include "lib/count.h"
 #include "lib/parse.h"
 #include "lib/decap.h"
+#ifdef FBPF_FAST_PATH
+#include "lib/deliver.h"
+#endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -37,9 +40,20 @@ static __always_inline __u32 fbpf_rx_need(void *data, void *data_end)
 	return FBPF_RX_PARSE_LEN;
 }
 
-/* Hand a frame addressed to the device MAC to the stack on the flannel-bpf device. */
-static __always_inline int fbpf_to_device(const struct fbpf_node_config *cfg)
+/*
+ * Hand a decapsulated (or steered) frame over: straight into the local pod
+ * when the fast path is built in and may take it (uplink_ingress_fast.c),
+ * else to the stack on the flannel-bpf device (its MAC is the frame's
+ * destination).
+ */
+static __always_inline int fbpf_to_device(struct __sk_buff *skb, const struct fbpf_node_config *cfg)
 {
+#ifdef FBPF_FAST_PATH
+	int ret = fbpf_fast_deliver(skb, cfg);
+
+	if (ret != FBPF_NOT_DELIVERED)
+		return ret;
+#endif
 	return bpf_redirect(cfg->dev_ifindex, BPF_F_INGRESS);
 }
 
@@ -61,11 +75,15 @@ static __always_inline int fbpf_steer(struct __sk_buff *skb, const struct fbpf_n
 	fbpf_count_rx(peer->peer_id, fbpf_skb_segs(skb), skb->len - FBPF_ETH_HLEN);
 	if (bpf_skb_store_bytes(skb, 0, cfg->dev_mac, ETH_ALEN, 0))
 		return TC_ACT_SHOT;
-	return fbpf_to_device(cfg);
+	return fbpf_to_device(skb, cfg);
 }
 
+#ifndef FBPF_UPLINK_INGRESS_NAME
+#define FBPF_UPLINK_INGRESS_NAME fbpf_uplink_ingress
+#endif
+
 SEC("tc")
-int fbpf_uplink_ingress(struct __sk_buff *skb)
+int FBPF_UPLINK_INGRESS_NAME(struct __sk_buff *skb)
 {
 	const struct fbpf_node_config *cfg = fbpf_node_config();
 	struct fbpf_rx rx = {};
@@ -75,7 +93,7 @@ int fbpf_uplink_ingress(struct __sk_buff *skb)
 	if (!cfg)
 		return TC_ACT_OK;
 	if (cfg->decap == FBPF_DECAP_XDP && fbpf_xdp_decapped(skb))
-		return fbpf_to_device(cfg);
+		return fbpf_to_device(skb, cfg);
 
 	/*
 	 * Pull only when the headers are not in the linear part already: a pull
@@ -106,7 +124,7 @@ int fbpf_uplink_ingress(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		}
 		fbpf_count_rx(rx.peer_id, fbpf_skb_segs(skb), rx.inner_len);
-		return fbpf_to_device(cfg);
+		return fbpf_to_device(skb, cfg);
 	default:
 		break;
 	}

@@ -123,6 +123,20 @@ struct fbpf_drop_stats {
 };
 
 /*
+ * Local endpoints map (hash): pod IPv4 -> its host-side veth and MAC, for
+ * bpf_redirect_peer delivery. Written by the agent from cni0's neighbour and
+ * FDB tables; the programs only use an entry whose MAC matches the FIB's
+ * neighbour for the address (a reused IP cannot be misdelivered).
+ */
+struct fbpf_endpoint {
+	__u32 ifindex;    /* host side of the pod's veth pair (a cni0 port) */
+	__u8 mac[6];      /* the pod's eth0 MAC */
+	__u16 reserved;
+};
+
+#define FBPF_MAX_ENDPOINTS 4096
+
+/*
  * Fast-path events (per-CPU array indexed by enum fbpf_fast_event, value
  * struct fbpf_drop_stats): what the conntrack-gated fast path did.
  */
@@ -131,7 +145,8 @@ enum fbpf_fast_event {
 	FBPF_FAST_RX = 1,         /* decapsulated packet delivered to a local pod, bypassing forwarding */
 	FBPF_FAST_CT_TRACKED = 2, /* conntrack knows the flow: left on the compat path */
 	FBPF_FAST_NOT_ELIGIBLE = 3, /* not TCP/UDP, fragment, TTL, unresolved MAC…: compat path */
-	FBPF_FAST_EVENTS = 4,
+	FBPF_FAST_RX_PEER = 4,    /* of FBPF_FAST_RX: delivered with bpf_redirect_peer (known endpoint) */
+	FBPF_FAST_EVENTS = 5,
 };
 
 /* Metadata XDP leaves in front of a frame it decapsulated, for the TC hand-off. */
@@ -152,6 +167,7 @@ _Static_assert(sizeof(struct fbpf_node_config) == 64, "fbpf_node_config");
 _Static_assert(sizeof(struct fbpf_peer_stats) == 32, "fbpf_peer_stats");
 _Static_assert(sizeof(struct fbpf_drop_stats) == 16, "fbpf_drop_stats");
 _Static_assert(sizeof(struct fbpf_xdp_meta) == 8, "fbpf_xdp_meta");
+_Static_assert(sizeof(struct fbpf_endpoint) == 12, "fbpf_endpoint");
 #endif
 
 #endif /* FBPF_SHARED_H */

@@ -55,6 +55,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fbpf_drops SEC(".maps");
 
+/* Local pod IPv4 -> its veth and MAC (fast-path delivery with bpf_redirect_peer). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct fbpf_endpoint);
+	__uint(max_entries, FBPF_MAX_ENDPOINTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fbpf_endpoints SEC(".maps");
+
 /* Fast-path event -> counters. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

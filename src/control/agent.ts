@@ -26,6 +26,7 @@ import { chooseVtepMac } from './vtep.js';
 import { writeSubnetEnv, readSubnetEnv } from './subnet-env.js';
 import { masqRules, forwardRules, ensureRules, defaultExec, type Exec } from './masquerade.js';
 import { writeStateFile, type AgentStateFile } from './state.js';
+import { readEndpoints, syncEndpoints } from './endpoints.js';
 import { Dataplane, hookStates, hooksFor, type HookState, type AttachPlan } from '../loader/dataplane.js';
 import { resolveEngine, type Engine } from '../loader/engine.js';
 import { FlannelBpfError } from '../loader/errors.js';
@@ -366,6 +367,7 @@ export class Agent {
       ticks++;
       try {
         this.#checkAttach();
+        if (ticks % 2 === 0) this.#syncEndpoints();
         if (ticks % 5 === 0) this.#refreshUplink();
         if (ticks % Math.max(1, this.flags.iptablesResync) === 0) this.#resyncRules();
       } catch (err) {
@@ -409,6 +411,17 @@ export class Agent {
       Object.assign(this.detachedFound, { count: this.detachedFound.count + 1, lastAt: new Date(), hooks: hooksFor(plan).filter((h) => !this.hooks.find((s) => s.hook === h)?.ours) });
       this.hooks = this.dp.attach(plan);
       this.#changed();
+    }
+  }
+
+  /** The fast path's pod endpoints (cni0 neighbours × bridge FDB), every couple of seconds. */
+  #syncEndpoints(): void {
+    if (!this.fastPath || !this.dp || !this.lease || !this.#plan?.cniIfindex) return;
+    try {
+      const changes = syncEndpoints(this.dp.maps.endpoints, readEndpoints(CNI_BRIDGE, this.lease.subnet, this.#ip));
+      if (changes) this.#log.debug('pod endpoints updated', { changes });
+    } catch (err) {
+      this.#log.debug(`cannot read pod endpoints: ${(err as Error).message}`);
     }
   }
 

@@ -24,10 +24,11 @@ export const PROGRAMS = {
   /* Fast path (conntrack kfuncs: needs nf_conntrack). */
   cniIngress: { object: 'cni_ingress.o', program: 'fbpf_cni_ingress' },
   devIngress: { object: 'dev_ingress.o', program: 'fbpf_dev_ingress' },
+  uplinkIngressFast: { object: 'uplink_ingress_fast.o', program: 'fbpf_uplink_ingress_fast' },
 } as const;
 export type ProgramKeyAll = keyof typeof PROGRAMS;
 /** The programs of the conntrack-gated fast path. */
-export const FAST_PATH_PROGRAMS: readonly ProgramKeyAll[] = ['cniIngress', 'devIngress'];
+export const FAST_PATH_PROGRAMS: readonly ProgramKeyAll[] = ['cniIngress', 'devIngress', 'uplinkIngressFast'];
 /** The programs every node needs. */
 export const BASE_PROGRAMS: readonly ProgramKeyAll[] = ['devEgress', 'uplinkIngress', 'uplinkXdp', 'uplinkEgress'];
 export type ProgramKey = keyof typeof PROGRAMS;
@@ -154,7 +155,7 @@ export class Dataplane {
       ({ ifindex, direction, handle: TC_HANDLE, priority: TC_PRIORITY });
     const want = hooksFor(plan);
     attachTc(slot(plan.devIfindex, 'egress'), this.program('devEgress').fd);
-    attachTc(slot(plan.uplinkIfindex, 'ingress'), this.program('uplinkIngress').fd);
+    attachTc(slot(plan.uplinkIfindex, 'ingress'), this.program(plan.fastPath ? 'uplinkIngressFast' : 'uplinkIngress').fd);
     if (want.includes('dev-tc-ingress')) attachTc(slot(plan.devIfindex, 'ingress'), this.program('devIngress').fd);
     else detachTc(slot(plan.devIfindex, 'ingress'));
     if (plan.cniIfindex) {

@@ -12,10 +12,11 @@ import { sourcesCodec, type TunnelSource } from './sources.js';
 import { configCodec, type NodeConfig } from './config.js';
 import { peerStatsCodec, type PeerStats } from './peer-stats.js';
 import { dropsCodec, fastStatsCodec, type DropStats } from './drops.js';
+import { endpointsCodec, type Endpoint } from './endpoints.js';
 import { DROP_REASONS, FAST_EVENTS, type DropReason, type FastEvent } from './reasons.js';
 import type { Cidr } from './addr.js';
 
-export const MAP_NAMES = ['fbpf_peers', 'fbpf_sources', 'fbpf_config', 'fbpf_peer_stats', 'fbpf_drops', 'fbpf_fast_stats'] as const;
+export const MAP_NAMES = ['fbpf_peers', 'fbpf_sources', 'fbpf_config', 'fbpf_peer_stats', 'fbpf_drops', 'fbpf_fast_stats', 'fbpf_endpoints'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
 /** The maps whose capacity follows --max-peers. */
@@ -28,6 +29,7 @@ export class NodeMaps {
   readonly peerStats: TypedMap<number, PeerStats>;
   readonly drops: TypedMap<number, DropStats>;
   readonly fastStats: TypedMap<number, DropStats>;
+  readonly endpoints: TypedMap<number, Endpoint>;
 
   private constructor(private readonly raw: Record<MapName, BpfMap>, private readonly owned: boolean) {
     this.peers = new TypedMap(raw.fbpf_peers, peersCodec);
@@ -36,6 +38,7 @@ export class NodeMaps {
     this.peerStats = new TypedMap(raw.fbpf_peer_stats, peerStatsCodec);
     this.drops = new TypedMap(raw.fbpf_drops, dropsCodec);
     this.fastStats = new TypedMap(raw.fbpf_fast_stats, fastStatsCodec);
+    this.endpoints = new TypedMap(raw.fbpf_endpoints, endpointsCodec);
   }
 
   static fromObject(obj: BpfObject): NodeMaps {

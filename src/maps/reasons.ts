@@ -44,7 +44,7 @@ export function dropReasonIndex(name: DropReason): number {
  * Fast-path events, indexed as enum fbpf_fast_event in bpf/include/fbpf_shared.h
  * (the `event` label of flannel_bpf_fast_path_packets_total).
  */
-export const FAST_EVENTS = ['fast_tx', 'fast_rx', 'ct_tracked', 'not_eligible'] as const;
+export const FAST_EVENTS = ['fast_tx', 'fast_rx', 'ct_tracked', 'not_eligible', 'fast_rx_peer'] as const;
 export type FastEvent = (typeof FAST_EVENTS)[number];
 
 export const FAST_EVENT_HELP: Record<FastEvent, string> = {
@@ -52,4 +52,5 @@ export const FAST_EVENT_HELP: Record<FastEvent, string> = {
   fast_rx: 'packets from peers delivered to a local pod, bypassing the kernel forwarding path',
   ct_tracked: 'packets left on the compat path because conntrack tracks their flow (NAT, kube-proxy)',
   not_eligible: 'packets left on the compat path: not TCP/UDP, fragment, TTL, or the pod MAC unknown',
+  fast_rx_peer: 'of fast_rx: delivered straight into the pod\'s eth0 (bpf_redirect_peer) rather than through the cni0 bridge',
 };

@@ -7,7 +7,8 @@
  */
 import test from 'ava';
 import { Harness, NODE, PEER, TC_ACT_OK, TC_ACT_REDIRECT, testTopology, CNI_MAC, POD_MAC } from '../helpers/bpf-harness.js';
-import { tcpFrame, udpFrame, icmpFrame, parseEth, parseIPv4Packet, parseUdp, parseVxlan, withTtl } from '../helpers/packets.js';
+import { tcpFrame, udpFrame, icmpFrame, vxlanFrame, parseEth, parseIPv4Packet, parseUdp, parseVxlan, withTtl } from '../helpers/packets.js';
+import { parseIPv4 } from '../../src/maps/addr.js';
 
 test.before(() => { testTopology(); });
 
@@ -41,7 +42,7 @@ test('cni0 ingress: UDP too; ICMP, TTL ≤ 1 and non-peer destinations take the 
     const f = tcpFrame({ src: POD, dst });
     t.deepEqual(h.run('cniIngress', f).data, f, dst);
   }
-  t.deepEqual(h.fast(), { fast_tx: 1, fast_rx: 0, ct_tracked: 0, not_eligible: 2 });
+  t.deepEqual(h.fast(), { fast_tx: 1, fast_rx: 0, ct_tracked: 0, not_eligible: 2, fast_rx_peer: 0 });
 });
 
 test('with --fast-path=off both programs leave everything to the stack', (t) => {
@@ -51,7 +52,7 @@ test('with --fast-path=off both programs leave everything to the stack', (t) => 
   t.is(h.run('cniIngress', out).retval, TC_ACT_OK);
   const inbound = tcpFrame({ src: REMOTE, dst: POD, ethDst: NODE.vtepMac });
   t.is(h.run('devIngress', inbound).retval, TC_ACT_OK);
-  t.deepEqual(h.fast(), { fast_tx: 0, fast_rx: 0, ct_tracked: 0, not_eligible: 0 });
+  t.deepEqual(h.fast(), { fast_tx: 0, fast_rx: 0, ct_tracked: 0, not_eligible: 0, fast_rx_peer: 0 });
 });
 
 test('device ingress: a packet for a local pod goes straight to the bridge with the pod\'s MAC', (t) => {
@@ -83,4 +84,33 @@ test('device ingress: unknown pod MAC, the node\'s own addresses, ICMP and TTL 1
   }
   t.is(h.fast().fast_rx, 0);
   t.is(h.fast().not_eligible, 4, 'the four packets for our subnet are counted, the foreign one not');
+});
+
+test('device ingress: a known endpoint is delivered straight into the pod (bpf_redirect_peer), a stale one through the bridge', (t) => {
+  const h = new Harness({ backend: 'vxlan', fastPath: true }).peer(PEER, 'vxlan');
+  t.teardown(() => h.close());
+  const pkt = tcpFrame({ src: REMOTE, dst: POD, ttl: 63, ethDst: NODE.vtepMac });
+  h.maps.endpoints.set(parseIPv4(POD), { ifindex: testTopology().cniIfindex, mac: POD_MAC });
+  const r = h.run('devIngress', pkt);
+  t.is(r.retval, TC_ACT_REDIRECT);
+  t.is(parseEth(r.data).dst, POD_MAC);
+  t.is(h.fast().fast_rx_peer, 1, 'redirect_peer used');
+  /* The pod's IP now belongs to another MAC than the endpoint entry says: never the old veth. */
+  h.maps.endpoints.set(parseIPv4(POD), { ifindex: testTopology().cniIfindex, mac: '02:fb:00:00:c0:99' });
+  t.is(h.run('devIngress', pkt).retval, TC_ACT_REDIRECT);
+  t.is(h.fast().fast_rx_peer, 1, 'a stale endpoint is not used');
+  t.is(h.fast().fast_rx, 2);
+});
+
+test('uplink ingress with the fast path built in: a decapsulated packet for a local pod goes straight to it', (t) => {
+  const h = new Harness({ backend: 'vxlan', decap: 'tc', fastPath: true }).peer(PEER, 'vxlan');
+  t.teardown(() => h.close());
+  const inner = tcpFrame({ src: REMOTE, dst: POD, ttl: 63 }).subarray(14);
+  const frame = vxlanFrame({ outerSrc: PEER.publicIp, outerDst: NODE.publicIp, innerEthSrc: PEER.vtepMac, innerEthDst: NODE.vtepMac }, inner);
+  const r = h.run('uplinkIngressFast', frame);
+  t.is(r.retval, TC_ACT_REDIRECT);
+  t.is(parseEth(r.data).dst, POD_MAC, 'addressed to the pod, not to the flannel-bpf device');
+  t.deepEqual(r.data.subarray(14), withTtl(inner, 62));
+  t.is(h.fast().fast_rx, 1);
+  t.is(h.stats(PEER.id).rxPackets, 1);
 });

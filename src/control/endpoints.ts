@@ -1,0 +1,64 @@
+/**
+ * Local endpoints for the fast path's bpf_redirect_peer delivery: for each pod
+ * behind cni0, its IPv4 address, the host side of its veth (a cni0 port) and
+ * its MAC — joined from cni0's neighbour table (IP → MAC) and the bridge's
+ * FDB (MAC → port). The programs only use an entry whose MAC matches the
+ * kernel's neighbour entry at the time, so a stale entry is never harmful.
+ */
+import { execFileSync } from 'node:child_process';
+import { parseIPv4, isIPv4, cidrContains, type Cidr } from '../maps/addr.js';
+import type { Endpoint } from '../maps/endpoints.js';
+import type { TypedMap } from '../maps/codec.js';
+import { defaultIpRunner, type IpRunner } from './device.js';
+
+export interface NeighRow { dst?: string; lladdr?: string; state?: string[] }
+export interface FdbRow { mac?: string; ifname?: string; flags?: string[] }
+export interface PortRow { ifindex?: number; ifname?: string }
+
+const USABLE = new Set(['REACHABLE', 'STALE', 'DELAY', 'PROBE', 'PERMANENT', 'NOARP']);
+
+/** Pure: the endpoints map contents from the three tables. */
+export function desiredEndpoints(neigh: readonly NeighRow[], fdb: readonly FdbRow[], ports: readonly PortRow[], subnet: Cidr): Map<number, Endpoint> {
+  const portIndex = new Map(ports.filter((p) => p.ifname && p.ifindex).map((p) => [p.ifname!, p.ifindex!]));
+  const macPort = new Map<string, number>();
+  for (const f of fdb) {
+    if (!f.mac || !f.ifname || f.flags?.includes('self')) continue;
+    const idx = portIndex.get(f.ifname);
+    if (idx) macPort.set(f.mac.toLowerCase(), idx);
+  }
+  const out = new Map<number, Endpoint>();
+  for (const n of neigh) {
+    if (!n.dst || !n.lladdr || !isIPv4(n.dst)) continue;
+    if (!(n.state ?? []).some((s) => USABLE.has(s))) continue;
+    const ip = parseIPv4(n.dst);
+    if (!cidrContains(subnet, ip)) continue;
+    const ifindex = macPort.get(n.lladdr.toLowerCase());
+    if (ifindex) out.set(ip, { ifindex, mac: n.lladdr.toLowerCase() });
+  }
+  return out;
+}
+
+export type BridgeRunner = (args: string[]) => string;
+export const defaultBridgeRunner: BridgeRunner = (args) => execFileSync('bridge', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+/** Read cni0's tables (in the agent's namespace). */
+export function readEndpoints(bridgeDev: string, subnet: Cidr, ip: IpRunner = defaultIpRunner, bridge: BridgeRunner = defaultBridgeRunner): Map<number, Endpoint> {
+  const neigh = JSON.parse(ip(['-j', 'neigh', 'show', 'dev', bridgeDev]) || '[]') as NeighRow[];
+  const ports = JSON.parse(ip(['-j', 'link', 'show', 'master', bridgeDev]) || '[]') as PortRow[];
+  const fdb = JSON.parse(bridge(['-j', 'fdb', 'show', 'br', bridgeDev]) || '[]') as FdbRow[];
+  return desiredEndpoints(neigh, fdb, ports, subnet);
+}
+
+/** Bring the map in line with `want`; returns the number of changes. */
+export function syncEndpoints(map: TypedMap<number, Endpoint>, want: ReadonlyMap<number, Endpoint>): number {
+  const have = new Map(map.entries());
+  let changes = 0;
+  for (const [ip, ep] of want) {
+    const cur = have.get(ip);
+    if (!cur || cur.ifindex !== ep.ifindex || cur.mac !== ep.mac) { map.set(ip, ep); changes++; }
+  }
+  for (const ip of have.keys()) {
+    if (!want.has(ip)) { map.delete(ip); changes++; }
+  }
+  return changes;
+}
