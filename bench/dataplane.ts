@@ -31,7 +31,7 @@ import { svgBarChart } from './lib/chart.js';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 2 : Number(process.env.BENCH_ROUNDS ?? 5);
-const SECONDS = quick ? 2 : 4;
+const SECONDS = quick ? 1 : 4;
 const FIXED_RATE = process.env.BENCH_FIXED_RATE ?? '2G';
 const progress = new Progress();
 const say = progress.section('dataplane');
@@ -53,20 +53,22 @@ interface Variant {
 const VARIANTS: Variant[] = [
   { id: 'native', label: 'native underlay (no overlay)', kind: 'baseline', quick: true },
   { id: 'stock-vxlan', label: 'stock flannel VXLAN', kind: 'stock', quick: true },
-  { id: 'stock-host-gw', label: 'stock flannel host-gw', kind: 'stock', quick: true },
-  { id: 'vxlan-compat-kernel', label: 'flannel-bpf vxlan, compat, kernel decap', kind: 'flannel-bpf', quick: true },
-  { id: 'vxlan-fast-kernel', label: 'flannel-bpf vxlan, fast path, kernel decap', kind: 'flannel-bpf', quick: true },
+  { id: 'stock-host-gw', label: 'stock flannel host-gw', kind: 'stock', quick: false },
+  { id: 'vxlan-compat-kernel', label: 'flannel-bpf vxlan, compat, kernel decap', kind: 'flannel-bpf', quick: false },
+  { id: 'vxlan-fast-kernel', label: 'flannel-bpf vxlan, fast path, kernel decap', kind: 'flannel-bpf', quick: false },
   { id: 'vxlan-compat-xdp', label: 'flannel-bpf vxlan, compat, xdp decap', kind: 'flannel-bpf', quick: false },
   { id: 'vxlan-fast-xdp', label: 'flannel-bpf vxlan, fast path, xdp decap', kind: 'flannel-bpf', quick: false },
   { id: 'vxlan-compat-tc', label: 'flannel-bpf vxlan, compat, tc decap', kind: 'flannel-bpf', quick: false },
-  { id: 'vxlan-fast-tc', label: 'flannel-bpf vxlan, fast path, tc decap', kind: 'flannel-bpf', quick: false },
+  { id: 'vxlan-fast-tc', label: 'flannel-bpf vxlan, fast path, tc decap (the default on veth)', kind: 'flannel-bpf', quick: true },
   { id: 'dr-fast', label: 'flannel-bpf vxlan + DirectRouting, fast path', kind: 'flannel-bpf', quick: false },
   { id: 'host-gw-compat', label: 'flannel-bpf host-gw, compat', kind: 'flannel-bpf', quick: false },
-  { id: 'host-gw-fast', label: 'flannel-bpf host-gw, fast path', kind: 'flannel-bpf', quick: true },
+  { id: 'host-gw-fast', label: 'flannel-bpf host-gw, fast path', kind: 'flannel-bpf', quick: false },
   { id: 'udp-fast', label: 'flannel-bpf udp (tc decap), fast path', kind: 'flannel-bpf', quick: false },
 ];
 
-const variants = VARIANTS.filter((v) => !quick || v.quick);
+/* BENCH_ONLY=id,id,… measures a subset (profiling); the committed results come from a full run. */
+const only = process.env.BENCH_ONLY?.split(',').filter(Boolean);
+const variants = VARIANTS.filter((v) => (only ? only.includes(v.id) : !quick || v.quick));
 const want = (id: string) => variants.some((v) => v.id === id);
 const variant = (id: string): Variant => VARIANTS.find((v) => v.id === id)!;
 
@@ -171,10 +173,15 @@ async function udpPps(pair: Pair): Promise<number> {
 
 async function latency(pair: Pair): Promise<{ p50: number; p99: number }> {
   const port = String(11000 + (portSeq++ % 500));
-  const server = nsSpawn(pair.server, ['sockperf', 'sr', '-i', pair.serverIp, '-p', port]);
+  /*
+   * Client and server on one CPU: the round trip then measures the path, not
+   * the VM's cross-CPU wake-up latency (which alone is ~25 µs here and made
+   * the samples bimodal).
+   */
+  const server = nsSpawn(pair.server, ['taskset', '-c', '0', 'sockperf', 'sr', '-i', pair.serverIp, '-p', port]);
   try {
     await sleep(150);
-    const out = nsRun(pair.client, ['sockperf', 'pp', '-i', pair.serverIp, '-p', port, '-t', String(SECONDS), '-m', '64'], { timeoutMs: (SECONDS + 20) * 1000 });
+    const out = nsRun(pair.client, ['taskset', '-c', '0', 'sockperf', 'pp', '-i', pair.serverIp, '-p', port, '-t', String(SECONDS), '-m', '64'], { timeoutMs: (SECONDS + 20) * 1000 });
     const pct = (p: string) => Number(new RegExp(`percentile ${p} =\\s*([0-9.]+)`).exec(out)?.[1]);
     return { p50: pct('50.000'), p99: pct('99.000') };
   } finally {
@@ -189,12 +196,23 @@ function cpuTimes(): { busy: number; total: number } {
   return { busy: total - idle, total };
 }
 
-/** CPU busy % of the whole machine while `rate` of single-stream TCP is offered. */
+/**
+ * CPU busy % of the whole machine while FIXED_RATE of single-stream TCP is
+ * offered; retried once when the run did not carry the rate (a failed start
+ * would measure an idle machine).
+ */
 async function cpuAtRate(pair: Pair): Promise<{ busyPct: number; gbps: number }> {
+  const want = Number.parseFloat(FIXED_RATE) * (FIXED_RATE.endsWith('G') ? 1 : 1e-3);
+  let r = await cpuAtRateOnce(pair);
+  if (!(r.gbps > 0.8 * want)) r = await cpuAtRateOnce(pair);
+  return r;
+}
+
+async function cpuAtRateOnce(pair: Pair): Promise<{ busyPct: number; gbps: number }> {
   const port = String(5300 + (portSeq++ % 500));
   const server = nsSpawn(pair.server, ['iperf3', '-s', '-1', '-p', port]);
   try {
-    await sleep(120);
+    await sleep(200);
     const client = nsSpawn(pair.client, ['iperf3', '-c', pair.serverIp, '-p', port, '-t', String(SECONDS + 1), '-b', FIXED_RATE, '-J'], { out: 'pipe' });
     let out = '';
     client.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
@@ -230,7 +248,8 @@ async function measure(v: Variant, samples: Record<string, Record<Metric, number
   const lat = await latency(pair);
   s.latP50.push(lat.p50);
   s.latP99.push(lat.p99);
-  s.cpuPct.push((await cpuAtRate(pair)).busyPct);
+  const cpu = await cpuAtRate(pair);
+  s.cpuPct.push(cpu.gbps > 0 ? cpu.busyPct : NaN);
 }
 
 /* ----------------------------------------------------------- main */
@@ -322,11 +341,13 @@ function checkTargets(med: (id: string, m: Metric) => number, gain: (id: string,
     out.push({ target, measured: fmtRatio(value), met: cmp === '>=' ? value >= goal : value <= goal });
   };
   const inv = (x: number) => (Number.isFinite(x) && x > 0 ? 1 / x : NaN);
-  add('fast VXLAN TCP ≥ 1.10× stock VXLAN', gain('vxlan-fast-kernel', 'stock-vxlan', 'tcp1'), 1.1, '>=');
-  add('fast VXLAN TCP ≥ 0.95× stock host-gw', ratio(med('vxlan-fast-kernel', 'tcp1'), med('stock-host-gw', 'tcp1')), 0.95, '>=');
-  add('fast VXLAN UDP 64 B pps ≥ 1.4× stock VXLAN', gain('vxlan-fast-kernel', 'stock-vxlan', 'udp64'), 1.4, '>=');
-  add('fast VXLAN latency p50 ≤ 0.90× stock VXLAN', inv(gain('vxlan-fast-kernel', 'stock-vxlan', 'latP50')), 0.9, '<=');
-  add('fast VXLAN CPU at fixed rate ≤ 0.80× stock VXLAN', inv(gain('vxlan-fast-kernel', 'stock-vxlan', 'cpuPct')), 0.8, '<=');
+  /* The fast VXLAN default on this machine: --decap=auto picks tc with the fast path on veth. */
+  const FAST = 'vxlan-fast-tc';
+  add('fast VXLAN TCP ≥ 1.10× stock VXLAN', gain(FAST, 'stock-vxlan', 'tcp1'), 1.1, '>=');
+  add('fast VXLAN TCP ≥ 0.95× stock host-gw', ratio(med(FAST, 'tcp1'), med('stock-host-gw', 'tcp1')), 0.95, '>=');
+  add('fast VXLAN UDP 64 B pps ≥ 1.4× stock VXLAN', gain(FAST, 'stock-vxlan', 'udp64'), 1.4, '>=');
+  add('fast VXLAN latency p50 ≤ 0.90× stock VXLAN', inv(gain(FAST, 'stock-vxlan', 'latP50')), 0.9, '<=');
+  add('fast VXLAN CPU at fixed rate ≤ 0.80× stock VXLAN', inv(gain(FAST, 'stock-vxlan', 'cpuPct')), 0.8, '<=');
   add('compat VXLAN TCP ≥ 1.0× stock VXLAN', gain('vxlan-compat-kernel', 'stock-vxlan', 'tcp1'), 1.0, '>=');
   add('compat VXLAN UDP 64 B pps ≥ 1.2× stock VXLAN', gain('vxlan-compat-kernel', 'stock-vxlan', 'udp64'), 1.2, '>=');
   add('host-gw TCP ≥ 1.0× stock host-gw', ratio(med('host-gw-compat', 'tcp1'), med('stock-host-gw', 'tcp1')), 1.0, '>=');

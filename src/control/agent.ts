@@ -245,7 +245,6 @@ export class Agent {
       network: conf.network, port: backendPort(conf.backend), vni: backendVni(conf.backend), uplink: uplink.iface.name,
     }, this.#ip);
     this.#sysctl('net/ipv4/ip_forward', '1');
-    this.engine = resolveEngine(this.flags.decap, backend, { driver: this.uplinkDriver });
     let dp: Dataplane;
     this.fastPath = this.flags.fastPath;
     try {
@@ -259,6 +258,7 @@ export class Agent {
       dp = Dataplane.load({ pinDir: this.flags.bpffsPinDir, maxPeers: this.flags.maxPeers, withoutFastPath: true });
     }
     this.dp = dp;
+    this.engine = resolveEngine(this.flags.decap, backend, { driver: this.uplinkDriver }, this.fastPath);
     const cniIfindex = this.#cniIfindex();
     const directRouting = conf.backend.type === 'vxlan' && conf.backend.directRouting;
     dp.maps.config.set(0, {
@@ -312,19 +312,19 @@ export class Agent {
         case 'added':
         case 'updated':
           this.#storeRejected.delete(e.lease.key);
-          r.leases.set(e.lease.key, e.lease);
+          r.stage(e.lease);
           this.#scheduleApply();
           break;
         case 'removed':
           this.#storeRejected.delete(e.key);
-          r.leases.delete(e.key);
+          r.stageRemove(e.key);
           this.#scheduleApply();
           break;
         case 'rejected':
           this.#storeRejected.set(e.rejection.leaseKey, e.rejection);
           this.#changed();
           this.#countRejected(e.rejection); /* the subnet manager has logged it */
-          if (r.leases.delete(e.rejection.leaseKey)) this.#scheduleApply();
+          if (r.leases.has(e.rejection.leaseKey)) { r.stageRemove(e.rejection.leaseKey); this.#scheduleApply(); }
           break;
       }
     } catch (err) {
@@ -343,14 +343,14 @@ export class Agent {
     this.rejectedTotal.set(r.reason, (this.rejectedTotal.get(r.reason) ?? 0) + 1);
   }
 
-  /** Coalesce a burst of events into one apply (same tick). */
+  /** Coalesce a burst of events into one apply (same tick): incremental, or a full recompute after an uplink change. */
   #scheduleApply(): void {
     if (this.#pendingApply) return;
     this.#pendingApply = true;
     queueMicrotask(() => {
       this.#pendingApply = false;
       try {
-        this.reconciler?.apply();
+        this.reconciler?.flush();
         this.lastSync = new Date();
       } catch (err) {
         this.#log.error(`applying lease changes failed: ${(err as Error).message}`);

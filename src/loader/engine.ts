@@ -28,7 +28,7 @@ export interface UplinkDriver {
 }
 
 /** Resolve the engine for a backend on an uplink; explains refusals. */
-export function resolveEngine(request: EngineRequest, backend: BackendType, uplink: UplinkDriver): Engine {
+export function resolveEngine(request: EngineRequest, backend: BackendType, uplink: UplinkDriver, fastPath = false): Engine {
   const physicalXdp = NATIVE_XDP_PHYSICAL_DRIVERS.includes(uplink.driver);
   if (backend === 'host-gw') {
     /* No tunnel to decapsulate: the TC step on the uplink only steers. */
@@ -42,6 +42,6 @@ export function resolveEngine(request: EngineRequest, backend: BackendType, upli
     if (request === 'auto') return physicalXdp ? 'xdp' : 'tc';
     return request;
   }
-  if (request === 'auto') return physicalXdp ? 'xdp' : 'kernel';
+  if (request === 'auto') return physicalXdp ? 'xdp' : fastPath ? 'tc' : 'kernel';
   return request;
 }

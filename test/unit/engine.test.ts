@@ -9,6 +9,13 @@ test('auto: xdp on physical NICs with native XDP, kernel on veth and virtual NIC
   t.is(resolveEngine('auto', 'vxlan', { driver: 'virtio_net' }), 'kernel');
 });
 
+test('auto with the fast path: tc on veth and virtual NICs (one-pass decap + delivery), xdp on physical XDP NICs', (t) => {
+  t.is(resolveEngine('auto', 'vxlan', { driver: 'veth' }, true), 'tc');
+  t.is(resolveEngine('auto', 'vxlan', { driver: 'virtio_net' }, true), 'tc');
+  t.is(resolveEngine('auto', 'vxlan', { driver: 'mlx5_core' }, true), 'xdp');
+  t.is(resolveEngine('kernel', 'vxlan', { driver: 'veth' }, true), 'kernel', 'an explicit request wins');
+});
+
 test('udp backend: xdp or tc, never kernel', (t) => {
   t.is(resolveEngine('auto', 'udp', { driver: 'i40e' }), 'xdp');
   t.is(resolveEngine('auto', 'udp', { driver: 'veth' }), 'tc');
