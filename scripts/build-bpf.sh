@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Compiles every bpf/*.c entry file into build/bpf/<name>.o.
 # Usage: scripts/build-bpf.sh        (rebuilds only what changed)
+# Environment (for upgrade tests and experiments):
+#   BPF_OUT_DIR=dir        write the program objects there instead of build/bpf (fixtures are skipped)
+#   BPF_CFLAGS_EXTRA=...   extra clang flags (e.g. -mcpu=v3: the same programs, different instructions)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,11 +28,17 @@ compile() {
     if [ -f "$obj" ] && [ -z "$(find "$src" $headers scripts/build-bpf.sh -newer "$obj" 2>/dev/null)" ]; then
       continue
     fi
-    "$CLANG" -O2 -g -target bpf -Wall -Werror -I"$arch_inc" -Ibpf -c "$src" -o "$obj.tmp"
+    # shellcheck disable=SC2086
+    "$CLANG" -O2 -g -target bpf -Wall -Werror ${BPF_CFLAGS_EXTRA:-} -I"$arch_inc" -Ibpf -c "$src" -o "$obj.tmp"
     mv "$obj.tmp" "$obj"
     built=$((built + 1))
   done
 }
+if [ -n "${BPF_OUT_DIR:-}" ]; then
+  compile bpf "$BPF_OUT_DIR"
+  echo "build-bpf: $built object(s) rebuilt in $BPF_OUT_DIR"
+  exit 0
+fi
 compile bpf build/bpf
 # Test fixtures (objects the tests load on purpose: a verifier rejection, a stale map layout).
 compile test/fixtures/bpf build/test-bpf
