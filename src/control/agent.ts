@@ -89,6 +89,8 @@ export class Agent {
   readonly rejectedTotal = new Map<string, number>();
   lastApply: ApplyResult | null = null;
   readonly applyHistory: number[] = [];
+  /** Pinned maps migrated at start (upgrade or --max-peers change). */
+  readonly migrations: Array<{ map: string; copied: number; dropped: number; at: Date }> = [];
   /** Times the periodic check found required programs detached (and re-attached them): readiness and metrics. */
   readonly detachedFound: { count: number; lastAt: Date | null; hooks: string[] } = { count: 0, lastAt: null, hooks: [] };
   #sm: SubnetManager | null = null;
@@ -96,6 +98,8 @@ export class Agent {
   readonly #exec: Exec;
   readonly #log: Logger;
   #plan: AttachPlan | null = null;
+  /** The programs wait for the first lease snapshot (a map migration could not copy everything). */
+  #attachPending = false;
   #stateTimer: NodeJS.Timeout | null = null;
   #pendingApply = false;
   #abortRun: (() => void) | null = null;
@@ -282,9 +286,13 @@ export class Agent {
       rejected: (r) => { this.rejectedTotal.set(r.reason, (this.rejectedTotal.get(r.reason) ?? 0) + 1); },
     });
     this.#plan = { uplinkIfindex: uplink.iface.ifindex, devIfindex: this.device.ifindex, engine: this.engine, backend, fastPath: this.fastPath, cniIfindex };
-    this.hooks = dp.attach(this.#plan);
-    this.xdpMode = this.hooks.find((h) => h.hook === 'uplink-xdp')?.mode ?? null;
-    log.info('dataplane attached', { engine: this.engine, xdpMode: this.xdpMode, hooks: this.hooks.map((h) => `${h.hook}:${h.progId ?? '-'}`) });
+    if (dp.migrations.some((m) => m.dropped > 0)) {
+      /* A map could not be carried over: the programs attached now keep the old maps until the leases have refilled the new ones. */
+      log.warn('a pinned map could not be fully migrated; attaching the new programs after the first lease snapshot', { maps: dp.migrations.filter((m) => m.dropped).map((m) => m.map) });
+      this.#attachPending = true;
+    } else {
+      this.#attachDataplane();
+    }
 
     if (this.flags.ipBlackholeRoute) this.#ensureBlackhole();
     if (this.flags.ipMasq) ensureRules(masqRules(conf.network, lease.subnet, !this.flags.ipMasqFullyRandomDisable), this.#exec);
@@ -294,6 +302,24 @@ export class Agent {
     this.subnetEnvWritten = true;
     log.info(`wrote subnet file to ${this.flags.subnetFile}`, { previousSubnet: previous?.subnet ? formatCidr(previous.subnet) : null });
     this.#changed();
+  }
+
+  /** Attach (atomically replace) the programs, then finish any map migration. */
+  #attachDataplane(): void {
+    const dp = this.dp;
+    if (!dp || !this.#plan) return;
+    this.#attachPending = false;
+    this.hooks = dp.attach(this.#plan);
+    this.xdpMode = this.hooks.find((h) => h.hook === 'uplink-xdp')?.mode ?? null;
+    this.#log.info('dataplane attached', { engine: this.engine, xdpMode: this.xdpMode, hooks: this.hooks.map((h) => `${h.hook}:${h.progId ?? '-'}`) });
+    for (const m of dp.migrations) {
+      const what = `max_entries ${m.from.maxEntries}→${m.to.maxEntries}, value ${m.from.valueSize}→${m.to.valueSize} B`;
+      this.#log.log(m.dropped ? 'warn' : 'info', `migrated pinned map ${m.map} (${what}): ${m.copied} entries copied${m.dropped ? `, ${m.dropped} not carried over (${m.note ?? ''})` : ''}`,
+        { map: m.map, copied: m.copied, dropped: m.dropped });
+    }
+    dp.finishMigrations();
+    this.migrations.push(...dp.migrations.map((m) => ({ map: m.map, copied: m.copied, dropped: m.dropped, at: new Date() })));
+    dp.migrations = [];
   }
 
   #onEvent(e: LeaseEvent): void {
@@ -307,6 +333,7 @@ export class Agent {
           for (const rej of e.rejected) { this.#countRejected(rej); this.#storeRejected.set(rej.leaseKey, rej); }
           r.snapshot(e.leases);
           this.lastSync = new Date();
+          if (this.#attachPending) this.#attachDataplane();
           this.#log.info(`lease snapshot applied: ${r.planned.length} peers programmed`, { leases: e.leases.length, rejected: e.rejected.length + (r.last?.rejected.length ?? 0) });
           break;
         case 'added':
@@ -377,7 +404,7 @@ export class Agent {
   }
 
   #checkAttach(): void {
-    if (!this.#plan || !this.dp) return;
+    if (!this.#plan || !this.dp || this.#attachPending) return;
     let plan = this.#plan;
     /* The uplink or device may have been recreated (new ifindex). */
     try {

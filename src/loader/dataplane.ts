@@ -11,7 +11,8 @@ import { BpfObject, type BpfProgram, programInfoById } from './object.js';
 import type { BpfMap } from './map.js';
 import { attachTc, detachTc, queryTc, type TcSlot } from './tc.js';
 import { attachXdp, detachXdp, queryXdp, type XdpMode, type XdpModeRequest } from './xdp.js';
-import { FlannelBpfError } from './errors.js';
+import { FlannelBpfError, PinnedMapMismatchError } from './errors.js';
+import { moveAside, leftoverMigrations, migrateInto, finishMigrations, type MapMigration } from './migrate.js';
 import { libbpf } from './libbpf.js';
 import { NodeMaps, PEER_SIZED_MAPS } from '../maps/index.js';
 import type { BackendType } from '../maps/config.js';
@@ -62,6 +63,8 @@ export interface DataplaneOptions {
   only?: readonly ProgramKey[];
   /** Leave out the fast-path programs (when nf_conntrack's kfuncs are missing, or the fast path is off). */
   withoutFastPath?: boolean;
+  /** Refuse (PinnedMapMismatchError) instead of migrating pinned maps of another definition. */
+  noMigrate?: boolean;
 }
 
 export interface AttachPlan {
@@ -105,6 +108,8 @@ export class Dataplane {
   readonly objects = new Map<ProgramKey, BpfObject>();
   readonly programs = new Map<ProgramKey, BpfProgram>();
   readonly maps: NodeMaps;
+  /** Pinned maps whose definition changed, migrated at load (old pins unlinked by finishMigrations()). */
+  migrations: MapMigration[] = [];
 
   private constructor(objects: Map<ProgramKey, BpfObject>) {
     for (const [k, o] of objects) {
@@ -123,21 +128,50 @@ export class Dataplane {
     const maxEntries = opts.maxPeers ? Object.fromEntries(PEER_SIZED_MAPS.map((m) => [m, opts.maxPeers!])) : undefined;
     const objects = new Map<ProgramKey, BpfObject>();
     let shared: ReadonlyMap<string, BpfMap> | undefined;
+    const moved = new Set<string>();
     try {
       for (const key of keys) {
-        const obj = BpfObject.load(path.join(dir, PROGRAMS[key].object), {
-          pinDir: opts.pinDir,
-          maxEntries,
-          reuseMaps: opts.pinDir ? undefined : shared,
-        });
-        objects.set(key, obj);
-        shared ??= obj.maps;
+        for (;;) {
+          try {
+            const obj = BpfObject.load(path.join(dir, PROGRAMS[key].object), {
+              pinDir: opts.pinDir,
+              maxEntries,
+              reuseMaps: opts.pinDir ? undefined : shared,
+            });
+            objects.set(key, obj);
+            shared ??= obj.maps;
+            break;
+          } catch (err) {
+            /* A pinned map of another definition (upgrade, --max-peers change): move it aside and load again. */
+            if (!(err instanceof PinnedMapMismatchError) || !opts.pinDir || moved.has(err.path) || opts.noMigrate) throw err;
+            moveAside(err.path);
+            moved.add(err.path);
+          }
+        }
       }
     } catch (err) {
       for (const o of objects.values()) o.close();
       throw err;
     }
-    return new Dataplane(objects);
+    const dp = new Dataplane(objects);
+    if (opts.pinDir) {
+      try {
+        /* Copy what the old maps held (this run's moves, and any an interrupted run left). */
+        for (const { map, oldPin } of leftoverMigrations(opts.pinDir)) {
+          const to = [...objects.values()][0]?.maps.get(map);
+          if (to) dp.migrations.push(migrateInto(map, oldPin, to));
+        }
+      } catch (err) {
+        dp.close();
+        throw err;
+      }
+    }
+    return dp;
+  }
+
+  /** After the new programs are attached: drop the old maps' pins (the old programs are gone). */
+  finishMigrations(): void {
+    finishMigrations(this.migrations);
   }
 
   program(key: ProgramKey): BpfProgram {

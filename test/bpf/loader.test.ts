@@ -74,7 +74,7 @@ test.serial('maps are pinned under the node directory and reused by the next loa
   const first = Dataplane.load({ pinDir: dir });
   first.maps.peers.set(parseCidr('10.244.7.0/24'), { mode: 'host-gw', vtepMac: '00:00:00:00:00:00', peerId: 4, publicIp: parseIPv4('10.0.0.7') });
   first.close();
-  t.deepEqual(fs.readdirSync(dir).sort(), ['fbpf_config', 'fbpf_drops', 'fbpf_fast_stats', 'fbpf_peer_stats', 'fbpf_peers', 'fbpf_sources']);
+  t.deepEqual(fs.readdirSync(dir).sort(), ['fbpf_config', 'fbpf_drops', 'fbpf_endpoints', 'fbpf_fast_stats', 'fbpf_peer_stats', 'fbpf_peers', 'fbpf_sources']);
 
   const second = Dataplane.load({ pinDir: dir });
   t.teardown(() => second.close());
@@ -85,27 +85,111 @@ test.serial('maps are pinned under the node directory and reused by the next loa
   t.is(viaPins.peers.entries().length, 1, 'status can read the pins while no agent runs');
 });
 
-test.serial('a pinned map of another size refuses to load (PinnedMapMismatchError names the pin)', (t) => {
+test.serial('a pinned map of another size refuses to load with noMigrate (PinnedMapMismatchError names the pin)', (t) => {
   const dir = path.join(pinRoot, 'node-b');
   Dataplane.load({ pinDir: dir, maxPeers: 1024 }).close();
-  const err = t.throws(() => Dataplane.load({ pinDir: dir, maxPeers: 2048 }), { instanceOf: PinnedMapMismatchError });
+  const err = t.throws(() => Dataplane.load({ pinDir: dir, maxPeers: 2048, noMigrate: true }), { instanceOf: PinnedMapMismatchError });
   t.regex(err?.message ?? '', /fbpf_(peers|sources|peer_stats)/);
   t.regex(err?.remedy ?? '', /reset/);
+});
+
+test.serial('--max-peers change: the pinned maps are migrated (entries copied, old pins kept until finishMigrations)', (t) => {
+  const dir = path.join(pinRoot, 'node-m');
+  const first = Dataplane.load({ pinDir: dir, maxPeers: 1024 });
+  const peer = (id: number) => ({ mode: 'vxlan' as const, vtepMac: '0e:00:00:00:00:07', peerId: id, publicIp: parseIPv4(`192.168.3.${id}`) });
+  first.maps.peers.setMany(Array.from({ length: 50 }, (_, i) => [parseCidr(`10.244.${i + 1}.0/24`), peer(i + 1)] as const));
+  first.maps.sources.set(parseIPv4('192.168.3.9'), { peerId: 9 });
+  first.maps.peerStats.set(9, { txPackets: 5n, txBytes: 500n, rxPackets: 7n, rxBytes: 700n });
+  const oldPeersId = first.maps.map('fbpf_peers').info.id;
+  first.close();
+
+  const second = Dataplane.load({ pinDir: dir, maxPeers: 4096 });
+  t.teardown(() => second.close());
+  const byMap = new Map(second.migrations.map((m) => [m.map, m]));
+  t.deepEqual([...byMap.keys()].sort(), ['fbpf_peer_stats', 'fbpf_peers', 'fbpf_sources'], 'exactly the peer-sized maps changed');
+  t.is(byMap.get('fbpf_peers')?.copied, 50);
+  t.is(byMap.get('fbpf_peers')?.from.maxEntries, 1024);
+  t.is(byMap.get('fbpf_peers')?.to.maxEntries, 4096);
+  t.is(byMap.get('fbpf_sources')?.copied, 1);
+  t.is(byMap.get('fbpf_peer_stats')?.copied, 1024, 'an array map carries every slot');
+  for (const m of second.migrations) t.is(m.dropped, 0, `${m.map}: nothing dropped`);
+  t.not(second.maps.map('fbpf_peers').info.id, oldPeersId, 'a new map');
+  t.is(second.maps.map('fbpf_peers').maxEntries, 4096);
+  t.is(second.maps.peers.entries().length, 50);
+  t.deepEqual(second.maps.peers.get(parseCidr('10.244.17.0/24')), peer(17));
+  t.deepEqual(second.maps.sources.get(parseIPv4('192.168.3.9')), { peerId: 9 });
+  const ncpu = BigInt(second.maps.map('fbpf_peer_stats').ncpus);
+  t.deepEqual(second.maps.peerStats.get(9), { txPackets: 5n * ncpu, txBytes: 500n * ncpu, rxPackets: 7n * ncpu, rxBytes: 700n * ncpu }, 'counters survive, on every CPU');
+  t.true(fs.existsSync(path.join(dir, 'fbpf_peers__migrating')), 'the old pin stays until the new programs are attached');
+  second.finishMigrations();
+  t.deepEqual(fs.readdirSync(dir).filter((n) => n.includes('__')), [], 'old pins removed after the switch');
+
+  /* Shrinking below the number of entries: what does not fit is counted, never silently lost. */
+  second.close();
+  const third = Dataplane.load({ pinDir: dir, maxPeers: 32 });
+  t.teardown(() => third.close());
+  const peers = third.migrations.find((m) => m.map === 'fbpf_peers');
+  t.is(peers?.copied, 32);
+  t.is(peers?.dropped, 18);
+  t.regex(peers?.note ?? '', /not all entries fit/);
+  third.finishMigrations();
+});
+
+test.serial('an older build\'s smaller value struct is migrated: old fields kept per CPU, new ones zero', (t) => {
+  const dir = path.join(pinRoot, 'node-o');
+  const old = BpfObject.load(path.resolve(defaultObjectDir(), '../test-bpf/old_stats_layout.o'), { pinDir: dir });
+  const m = old.map('fbpf_peer_stats');
+  t.is(m.valueSize, 16);
+  const v = Buffer.alloc(m.valueBufSize);
+  for (let c = 0; c < m.ncpus; c++) { v.writeBigUInt64LE(BigInt(10 + c), c * m.cpuStride); v.writeBigUInt64LE(1000n, c * m.cpuStride + 8); }
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(3);
+  m.update(key, v);
+  old.close();
+
+  const dp = Dataplane.load({ pinDir: dir });
+  t.teardown(() => dp.close());
+  const mig = dp.migrations.find((x) => x.map === 'fbpf_peer_stats');
+  t.is(mig?.from.valueSize, 16);
+  t.is(mig?.to.valueSize, 32);
+  t.is(mig?.dropped, 0);
+  const ncpu = dp.maps.map('fbpf_peer_stats').ncpus;
+  const sumTx = Array.from({ length: ncpu }, (_, c) => BigInt(10 + c)).reduce((a, b) => a + b, 0n);
+  t.deepEqual(dp.maps.peerStats.get(3), { txPackets: sumTx, txBytes: 1000n * BigInt(ncpu), rxPackets: 0n, rxBytes: 0n });
+  dp.finishMigrations();
 });
 
 test.serial('a map whose layout differs from the agent\'s codec refuses to start (MapLayoutMismatchError)', (t) => {
   const dir = path.join(pinRoot, 'node-c');
   const stale = BpfObject.load(path.resolve(defaultObjectDir(), '../test-bpf/bad_layout.o'), { pinDir: dir });
   stale.close();
-  const err = t.throws(() => Dataplane.load({ pinDir: dir }), { instanceOf: PinnedMapMismatchError });
+  const err = t.throws(() => Dataplane.load({ pinDir: dir, noMigrate: true }), { instanceOf: PinnedMapMismatchError });
   t.regex(err?.message ?? '', /fbpf_peers/);
   /* Opening the node's pins directly (what `status` does) checks sizes against the codecs. */
   Dataplane.load({ pinDir: path.join(dir, 'rest') }).close();
-  for (const m of ['fbpf_sources', 'fbpf_config', 'fbpf_peer_stats', 'fbpf_drops', 'fbpf_fast_stats']) {
+  for (const m of ['fbpf_sources', 'fbpf_config', 'fbpf_peer_stats', 'fbpf_drops', 'fbpf_fast_stats', 'fbpf_endpoints']) {
     fs.renameSync(path.join(dir, 'rest', m), path.join(dir, m));
   }
   const err2 = t.throws(() => NodeMaps.fromPinDir(dir), { instanceOf: MapLayoutMismatchError });
   t.regex(err2?.message ?? '', /fbpf_peers: value size is 20 bytes in the loaded map but 16 in this agent/);
+});
+
+test.serial('a value that shrank is not guessed at: the migration reports the entries it could not carry', (t) => {
+  const dir = path.join(pinRoot, 'node-s');
+  const stale = BpfObject.load(path.resolve(defaultObjectDir(), '../test-bpf/bad_layout.o'), { pinDir: dir });
+  const key = Buffer.alloc(8);
+  key.writeUInt32LE(24, 0);
+  key.writeUInt32BE(0x0af40500, 4);
+  stale.map('fbpf_peers').update(key, Buffer.alloc(20, 1));
+  stale.close();
+  const dp = Dataplane.load({ pinDir: dir });
+  t.teardown(() => dp.close());
+  const mig = dp.migrations.find((m) => m.map === 'fbpf_peers');
+  t.is(mig?.copied, 0);
+  t.is(mig?.dropped, 1);
+  t.regex(mig?.note ?? '', /value shrank \(20 → 16 bytes\)/);
+  t.is(dp.maps.peers.entries().length, 0, 'the new map starts empty (the agent refills it from the leases before attaching)');
+  dp.finishMigrations();
 });
 
 test.serial('TC: attach with explicit handle/priority, atomic replace in the same slot, detach', (t) => {

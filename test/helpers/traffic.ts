@@ -47,21 +47,25 @@ function lines(stream: NodeJS.ReadableStream): AsyncGenerator<string> {
   })();
 }
 
-/** Send `bytes` random bytes over TCP from one namespace to a server in another; both ends hash. */
+/**
+ * Send `bytes` random bytes over TCP from one namespace to a server in
+ * another; both ends hash. `rate` (bytes/s) paces the sender so the stream
+ * spans an event under test.
+ */
 export async function tcpTransfer(set: NsRunner, from: string, to: string, toIp: string, bytes: number, port = 5201,
-  connectPort = port): Promise<TransferResult> {
+  connectPort = port, opts: { rate?: number; timeoutMs?: number } = {}): Promise<TransferResult> {
   const server = set.spawn(to, `${process.execPath} ${TRANSFER} server ${port}`);
   const out = lines(server.stdout!);
   const first = await Promise.race([out.next(), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('server did not start')), 10_000))]);
   if (first.value !== 'listening') throw new Error(`transfer server: unexpected ${String(first.value)}`);
-  const client = set.spawn(from, `${process.execPath} ${TRANSFER} client ${toIp} ${connectPort} ${bytes}`);
+  const client = set.spawn(from, `${process.execPath} ${TRANSFER} client ${toIp} ${connectPort} ${bytes}${opts.rate ? ` ${Math.round(opts.rate)}` : ''}`);
   let clientOut = '';
   let clientErr = '';
   client.stdout!.on('data', (d: Buffer) => { clientOut += d.toString(); });
   client.stderr!.on('data', (d: Buffer) => { clientErr += d.toString(); });
   let serverErr = '';
   server.stderr!.on('data', (d: Buffer) => { serverErr += d.toString(); });
-  const timer = setTimeout(() => { client.kill('SIGKILL'); server.kill('SIGKILL'); }, 120_000);
+  const timer = setTimeout(() => { client.kill('SIGKILL'); server.kill('SIGKILL'); }, opts.timeoutMs ?? 120_000);
   const [[code]] = await Promise.all([once(client, 'exit'), once(server, 'exit')]);
   clearTimeout(timer);
   const recv = (await out.next()).value;

@@ -2,7 +2,8 @@
 // TCP transfer with end-to-end integrity: the client sends N random bytes and
 // prints their sha256, the server prints the sha256 of what it received.
 //   node transfer.mjs server <port>                 → prints "listening", then {"bytes","sha256","ms"}
-//   node transfer.mjs client <host> <port> <bytes>  → prints {"bytes","sha256","ms"}
+//   node transfer.mjs client <host> <port> <bytes> [bytes/s]  → prints {"bytes","sha256","ms"}
+// With a rate the client paces itself (a long-running stream that spans an event under test).
 import net from 'node:net';
 import crypto from 'node:crypto';
 
@@ -25,6 +26,7 @@ if (mode === 'server') {
   srv.listen(Number(a), '0.0.0.0', () => process.stdout.write('listening\n'));
 } else if (mode === 'client') {
   const total = Number(c);
+  const rate = Number(process.argv[6] ?? 0);
   const h = crypto.createHash('sha256');
   const chunk = 256 * 1024;
   let sent = 0;
@@ -32,7 +34,8 @@ if (mode === 'server') {
   const sock = net.connect(Number(b), a, () => {
     const pump = () => {
       while (sent < total) {
-        const n = Math.min(chunk, total - sent);
+        if (rate > 0 && sent > rate * (Number(process.hrtime.bigint() - t0) / 1e9)) { setTimeout(pump, 5); return; }
+        const n = Math.min(chunk, total - sent, rate > 0 ? Math.max(1024, Math.floor(rate / 100)) : chunk);
         const buf = crypto.randomBytes(n);
         h.update(buf);
         sent += n;
@@ -49,6 +52,6 @@ if (mode === 'server') {
   sock.setTimeout(60_000, () => { process.stderr.write('client: timeout\n'); process.exit(1); });
   sock.on('error', (e) => { process.stderr.write(`client: ${e.message}\n`); process.exit(1); });
 } else {
-  process.stderr.write('usage: transfer.mjs server <port> | client <host> <port> <bytes>\n');
+  process.stderr.write('usage: transfer.mjs server <port> | client <host> <port> <bytes> [bytes/s]\n');
   process.exit(2);
 }
