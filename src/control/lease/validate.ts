@@ -54,67 +54,98 @@ export function publicIpProblem(ip: number, network?: Cidr): string | null {
   return null;
 }
 
-/** The first per-lease problem of a peer lease, or null when it passes. */
+/**
+ * The first per-lease problem of a peer lease, or null when it passes. The
+ * checks are plain comparisons; the message (which formats the lease) is
+ * built only for a lease that fails one.
+ */
 export function leaseProblem(lease: Lease, ctx: ValidationContext): Rejection | null {
-  const who = describeLease(lease);
   const s = lease.subnet;
   if (!Number.isInteger(s.prefix) || s.prefix < 1 || s.prefix > 32 || ((s.addr & prefixMask(s.prefix)) >>> 0) !== s.addr >>> 0) {
-    return reject(lease.key, 'bad_subnet', `${who}: not a valid network address/prefix`);
+    return reject(lease.key, 'bad_subnet', `${describeLease(lease)}: not a valid network address/prefix`);
   }
   if (!cidrCovers(ctx.network, s)) {
-    return reject(lease.key, 'outside_network', `${who}: subnet is outside the cluster network ${formatCidr(ctx.network)}`);
+    return reject(lease.key, 'outside_network', `${describeLease(lease)}: subnet is outside the cluster network ${formatCidr(ctx.network)}`);
   }
   if (cidrOverlaps(ctx.ownSubnet, s)) {
     const how = s.prefix === ctx.ownSubnet.prefix ? 'is' : 'overlaps';
-    return reject(lease.key, 'overlaps_own', `${who}: subnet ${how} our own subnet ${formatCidr(ctx.ownSubnet)}`);
+    return reject(lease.key, 'overlaps_own', `${describeLease(lease)}: subnet ${how} our own subnet ${formatCidr(ctx.ownSubnet)}`);
   }
-  const ipProblem = publicIpProblem(lease.publicIp, ctx.network);
-  if (ipProblem) return reject(lease.key, 'bad_public_ip', `${who}: public IP ${ipProblem}`);
+  const a = lease.publicIp >>> 24;
+  if (a === 0 || a === 127 || a >= 224 || cidrContains(ctx.network, lease.publicIp)) {
+    const ipProblem = publicIpProblem(lease.publicIp, ctx.network);
+    if (ipProblem) return reject(lease.key, 'bad_public_ip', `${describeLease(lease)}: public IP ${ipProblem}`);
+  }
   if (ctx.ownPublicIp !== undefined && lease.publicIp === ctx.ownPublicIp) {
-    return reject(lease.key, 'duplicate_public_ip', `${who}: advertises our own public IP (a stale lease of this node?)`);
+    return reject(lease.key, 'duplicate_public_ip', `${describeLease(lease)}: advertises our own public IP (a stale lease of this node?)`);
   }
   if (lease.backendType !== ctx.backend) {
     return reject(lease.key, 'backend_mismatch',
-      `${who}: backend type ${JSON.stringify(storedBackendType(lease.backendType))} is not ours (${JSON.stringify(storedBackendType(ctx.backend))}); stock flannel ignores such leases too`);
+      `${describeLease(lease)}: backend type ${JSON.stringify(storedBackendType(lease.backendType))} is not ours (${JSON.stringify(storedBackendType(ctx.backend))}); stock flannel ignores such leases too`);
   }
   if (ctx.backend === 'vxlan') {
-    if (!lease.vtepMac) return reject(lease.key, 'bad_vtep_mac', `${who}: vxlan lease without a VtepMAC`);
+    if (!lease.vtepMac) return reject(lease.key, 'bad_vtep_mac', `${describeLease(lease)}: vxlan lease without a VtepMAC`);
     if (lease.vni !== undefined && lease.vni !== ctx.vni) {
-      return reject(lease.key, 'vni_mismatch', `${who}: VNI ${lease.vni} differs from ours (${ctx.vni}); its packets would be dropped`);
+      return reject(lease.key, 'vni_mismatch', `${describeLease(lease)}: VNI ${lease.vni} differs from ours (${ctx.vni}); its packets would be dropped`);
     }
   }
   return null;
 }
 
+/** The overlaps_peer rejection of `lease`, whose subnet overlaps the accepted `winner` (smaller key). */
+export function overlapsPeer(lease: Lease, winner: Lease | undefined, winnerKey: string): Rejection {
+  return reject(lease.key, 'overlaps_peer',
+    `${describeLease(lease)}: subnet overlaps ${winner ? describeLease(winner) : JSON.stringify(winnerKey)}, which wins (smaller key)`);
+}
+
+/** The duplicate_public_ip rejection of `lease`, whose public IP the accepted lease `ownerKey` (smaller key) uses. */
+export function duplicatePeerIp(lease: Lease, ownerKey: string): Rejection {
+  return reject(lease.key, 'duplicate_public_ip',
+    `${describeLease(lease)}: public IP is already used by lease ${JSON.stringify(ownerKey)}, which wins (smaller key)`);
+}
+
 /**
- * Accepted CIDRs that are pairwise disjoint, with overlap queries in
- * O(prefix depth): `exact` holds each accepted CIDR, `inside` every
- * enclosing block (down to the cluster network's prefix) of an accepted one.
+ * Accepted CIDRs that are pairwise disjoint, bucketed by prefix length (a
+ * cluster's leases use one or two lengths). A CIDR c overlaps an accepted
+ * one either covering it (found by masking c to each accepted length ≤ its
+ * own: at most one, they are disjoint) or inside it (found by walking the
+ * blocks of each longer accepted length inside c, or that length's whole
+ * bucket when it is smaller); the one inside with the smallest key is named,
+ * as it was accepted first.
  */
 class DisjointCidrs {
-  private readonly exact = new Map<number, string>();
-  private readonly inside = new Map<number, string>();
-  constructor(private readonly minPrefix: number) {}
-
-  private static id(addr: number, prefix: number): number {
-    return addr * 64 + prefix; /* < 2^38: exact in a double */
-  }
+  private readonly byPrefix = new Map<number, Map<number, string>>();
 
   /** Key of an accepted CIDR overlapping c, if any. */
   overlapping(c: Cidr): string | undefined {
-    for (let p = this.minPrefix; p <= c.prefix; p++) {
-      const hit = this.exact.get(DisjointCidrs.id((c.addr & prefixMask(p)) >>> 0, p));
-      if (hit !== undefined) return hit; /* an accepted CIDR covers c */
+    let inside: string | undefined;
+    for (const [p, bucket] of this.byPrefix) {
+      if (p <= c.prefix) {
+        const hit = bucket.get((c.addr & prefixMask(p)) >>> 0);
+        if (hit !== undefined) return hit; /* an accepted CIDR covers c */
+        continue;
+      }
+      const blocks = 2 ** (p - c.prefix);
+      if (blocks <= bucket.size) {
+        const step = 2 ** (32 - p);
+        for (let i = 0, a = c.addr >>> 0; i < blocks; i++, a += step) {
+          const hit = bucket.get(a);
+          if (hit !== undefined && (inside === undefined || hit < inside)) inside = hit;
+        }
+      } else {
+        const mask = prefixMask(c.prefix);
+        for (const [a, hit] of bucket) {
+          if (((a & mask) >>> 0) === c.addr >>> 0 && (inside === undefined || hit < inside)) inside = hit;
+        }
+      }
     }
-    return this.inside.get(DisjointCidrs.id(c.addr, c.prefix)); /* c covers an accepted CIDR */
+    return inside; /* c covers an accepted CIDR */
   }
 
   add(c: Cidr, key: string): void {
-    this.exact.set(DisjointCidrs.id(c.addr, c.prefix), key);
-    for (let p = this.minPrefix; p <= c.prefix; p++) {
-      const id = DisjointCidrs.id((c.addr & prefixMask(p)) >>> 0, p);
-      if (!this.inside.has(id)) this.inside.set(id, key);
-    }
+    let bucket = this.byPrefix.get(c.prefix);
+    if (!bucket) this.byPrefix.set(c.prefix, (bucket = new Map()));
+    bucket.set(c.addr >>> 0, key);
   }
 }
 
@@ -130,12 +161,13 @@ export function compareKeys(a: string, b: string): number {
 export function validateLeases(leases: readonly Lease[], ctx: ValidationContext): LeaseSetValidation {
   const byKey = new Map<string, Lease>();
   for (const l of leases) byKey.set(l.key, l);
-  const sorted = [...byKey.values()].sort((a, b) => compareKeys(a.key, b.key));
+  /* The default sort compares strings by UTF-16 code units: compareKeys' order, without a callback per comparison. */
+  const sorted = [...byKey.keys()].sort().map((k) => byKey.get(k) as Lease);
 
   const accepted: Lease[] = [];
   const rejected: Rejection[] = [];
   const own: Lease[] = [];
-  const taken = new DisjointCidrs(ctx.network.prefix);
+  const taken = new DisjointCidrs();
   const ips = new Map<number, string>();
 
   for (const lease of sorted) {
@@ -150,15 +182,12 @@ export function validateLeases(leases: readonly Lease[], ctx: ValidationContext)
     }
     const winner = taken.overlapping(lease.subnet);
     if (winner !== undefined) {
-      const w = byKey.get(winner);
-      rejected.push(reject(lease.key, 'overlaps_peer',
-        `${describeLease(lease)}: subnet overlaps ${w ? describeLease(w) : JSON.stringify(winner)}, which wins (smaller key)`));
+      rejected.push(overlapsPeer(lease, byKey.get(winner), winner));
       continue;
     }
     const ipOwner = ips.get(lease.publicIp);
     if (ipOwner !== undefined) {
-      rejected.push(reject(lease.key, 'duplicate_public_ip',
-        `${describeLease(lease)}: public IP is already used by lease ${JSON.stringify(ipOwner)}, which wins (smaller key)`));
+      rejected.push(duplicatePeerIp(lease, ipOwner));
       continue;
     }
     taken.add(lease.subnet, lease.key);

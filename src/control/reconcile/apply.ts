@@ -1,23 +1,30 @@
 /**
  * The applier: the thin effectful edge of the reconciler. It keeps the lease
- * set, and on every change computes the desired state (pure: desiredState →
- * withPeerIds → diff against a mirror of the maps) and writes only the
- * difference, in batches, in APPLY_ORDER so that no subnet is ever without
- * an entry while it moves.
+ * set and a Plan of it (plan.ts: the desired state of desiredState →
+ * withPeerIds, kept between applies), diffs what the plan changed against a
+ * mirror of the maps and writes only the difference, in batches, in
+ * APPLY_ORDER so that no subnet is ever without an entry while it moves.
+ *
+ * Lease changes are incremental: a change re-decides the leases it can
+ * affect, and only their subnets and public IPs are diffed and written
+ * (results equal to a full recompute: test/unit/control-plan.test.ts). A
+ * snapshot, a change of the uplink or of our own node, a large batch and the
+ * first apply after a failed write recompute everything.
  *
  * At start it reads what is already in the (pinned) maps: entries of peers
  * that vanished while no agent ran are removed by the first apply (full
  * resync), and peer ids are recovered so counters continue across restarts.
  */
 import type { NodeMaps } from '../../maps/index.js';
-import type { PeerValue } from '../../maps/peers.js';
+import { PEER_MODES, type PeerMode, type PeerValue } from '../../maps/peers.js';
 import type { TunnelSource } from '../../maps/sources.js';
-import { formatCidr } from '../../maps/addr.js';
+import { parseMac, prefixMask, type Cidr } from '../../maps/addr.js';
 import type { Lease, Rejection } from '../lease/types.js';
 import type { Logger } from '../log.js';
-import { desiredState, type OwnNode, type UplinkFacts, type UnreachablePeer } from './desired.js';
-import { withPeerIds, recoverPeerIds, type DesiredPeerWithId } from './ids.js';
-import { diff, isEmptyDiff, applyDiffToMaps, type MapDiff } from './diff.js';
+import type { OwnNode, UplinkFacts, UnreachablePeer } from './desired.js';
+import type { DesiredPeerWithId } from './ids.js';
+import { isEmptyDiff, type MapDiff } from './diff.js';
+import { Plan, cidrId, cidrOfId, type PlanRound } from './plan.js';
 
 export interface ApplyResult {
   diff: MapDiff;
@@ -35,117 +42,313 @@ export interface ReconcilerHooks {
   rejected?(r: Rejection): void;
 }
 
+/** The maps the reconciler writes. */
+export type ReconcilerMaps = Pick<NodeMaps, 'peers' | 'sources' | 'peerStats'>;
+
+/** A batch of pending changes larger than this share of the lease set is applied as a full recompute. */
+const FULL_SHARE = 0.5;
+
 export class Reconciler {
-  readonly leases = new Map<string, Lease>();
-  #ids = new Map<string, number>();
-  #mirror = { peers: new Map<string, PeerValue>(), sources: new Map<number, TunnelSource>() };
-  #planned: DesiredPeerWithId[] = [];
-  #lastRejected = new Map<string, string>();
-  #lastUnreachable = new Map<string, string>();
+  readonly #plan: Plan;
+  readonly #leases = new Map<string, Lease>();
+  /** Lease changes not applied yet: key → lease, or null (removed). */
+  readonly #pending = new Map<string, Lease | null>();
+  /** The next apply recomputes everything (first apply, own/uplink change, after a failed write). */
+  #needFull = true;
+  /** The maps' contents: peers by cidrId, sources by public IP. */
+  #mirror = { peers: new Map<number, PeerValue>(), sources: new Map<number, TunnelSource>() };
   #synced = false;
   #last: ApplyResult | null = null;
+  #plannedView: readonly DesiredPeerWithId[] | null = null;
+  #rejectedView: Rejection[] = [];
+  #unreachableView: UnreachablePeer[] = [];
 
   constructor(
-    private readonly maps: NodeMaps,
-    private own: OwnNode,
-    private uplink: UplinkFacts,
+    private readonly maps: ReconcilerMaps,
+    own: OwnNode,
+    uplink: UplinkFacts,
     private readonly capacity: number,
     private readonly log: Logger,
     private readonly hooks: ReconcilerHooks = {},
   ) {
+    this.#plan = new Plan(own, uplink, capacity);
     this.reloadMirror();
   }
 
   /** Re-read the maps into the mirror (start, and after a failed write). */
   reloadMirror(): void {
-    this.#mirror.peers = new Map(this.maps.peers.entries().map(([k, v]) => [formatCidr(k), v]));
-    this.#mirror.sources = new Map(this.maps.sources.entries());
+    this.#mirror = { peers: readPeers(this.maps.peers), sources: readSources(this.maps.sources) };
+    this.#needFull = true;
   }
 
   /** Has a full lease snapshot been applied at least once? */
   get synced(): boolean { return this.#synced; }
   get last(): ApplyResult | null { return this.#last; }
-  /** The programmed peers with their ids (for status and metrics labels). */
-  get planned(): readonly DesiredPeerWithId[] { return this.#planned; }
-  get ownNode(): OwnNode { return this.own; }
-
-  get uplinkFacts(): UplinkFacts { return this.uplink; }
-  setOwn(own: OwnNode): void { this.own = own; }
-  setUplink(uplink: UplinkFacts): void { this.uplink = uplink; }
+  /** The programmed peers with their ids, ascending by lease key (for status and metrics labels). A new array after every change. */
+  get planned(): readonly DesiredPeerWithId[] {
+    this.#plannedView ??= this.#plan.planned.slice();
+    return this.#plannedView;
+  }
+  /** The lease set (including changes not applied yet). Change it with stage/stageRemove, upsert/remove or snapshot. */
+  get leases(): ReadonlyMap<string, Lease> { return this.#leases; }
+  get ownNode(): OwnNode { return this.#plan.own; }
+  get uplinkFacts(): UplinkFacts { return this.#plan.uplink; }
+  setOwn(own: OwnNode): void { this.#plan.setOwn(own); this.#needFull = true; }
+  setUplink(uplink: UplinkFacts): void { this.#plan.setUplink(uplink); this.#needFull = true; }
 
   /** Replace the whole lease set (snapshot / re-list) and apply. */
   snapshot(leases: readonly Lease[]): ApplyResult {
-    this.leases.clear();
-    for (const l of leases) this.leases.set(l.key, l);
-    const r = this.apply();
+    this.#leases.clear();
+    for (const l of leases) this.#leases.set(l.key, l);
+    this.#pending.clear();
+    this.#needFull = true;
+    const r = this.#apply();
     this.#synced = true;
     return r;
   }
 
   upsert(lease: Lease): ApplyResult {
-    this.leases.set(lease.key, lease);
-    return this.apply();
+    this.stage(lease);
+    return this.flush();
   }
 
   remove(key: string): ApplyResult {
-    this.leases.delete(key);
-    return this.apply();
+    this.stageRemove(key);
+    return this.flush();
   }
 
-  /** Compute and write the difference between the lease set and the maps. */
+  /** Record a lease change, applied by the next flush (bursts coalesce into one apply). */
+  stage(lease: Lease): void {
+    this.#leases.set(lease.key, lease);
+    this.#pending.set(lease.key, lease);
+  }
+
+  stageRemove(key: string): void {
+    this.#leases.delete(key);
+    this.#pending.set(key, null);
+  }
+
+  /** Apply the staged changes (incrementally when possible). */
+  flush(): ApplyResult {
+    return this.#apply();
+  }
+
+  /** Recompute everything from the lease set and write the difference. */
   apply(): ApplyResult {
+    this.#needFull = true;
+    return this.#apply();
+  }
+
+  #apply(): ApplyResult {
     const t0 = performance.now();
-    const desired = desiredState(this.own, [...this.leases.values()], this.uplink);
-    if (this.#ids.size === 0 && this.#mirror.peers.size > 0) {
-      this.#ids = recoverPeerIds(this.#mirror.peers, desired.peers);
+    const full = this.#needFull || this.#pending.size > Math.max(64, this.#leases.size * FULL_SHARE);
+    let round: PlanRound;
+    if (full) {
+      const mirror = this.#mirror.peers;
+      round = this.#plan.full(this.#leases.values(), mirror.size > 0 ? (c) => mirror.get(cidrId(c.addr, c.prefix))?.peerId : undefined);
+    } else {
+      const changes = new Map<string, Lease | null>();
+      for (const k of this.#pending.keys()) changes.set(k, this.#leases.get(k) ?? null);
+      round = this.#plan.change(changes);
     }
-    const planned = withPeerIds(desired, this.#ids, this.capacity);
-    const d = diff(this.#mirror, planned);
+    this.#pending.clear();
+    const d = this.#diff(round);
     if (!isEmptyDiff(d)) {
       try {
-        this.#write(d, planned.taken);
+        this.#write(d, round.taken);
       } catch (err) {
+        /* As if the round had not run: the plan goes back, the mirror is re-read, the next apply recomputes all. */
+        this.#plan.undo();
         this.reloadMirror();
         throw err;
       }
-      applyDiffToMaps(this.#mirror, d);
+      applyToMirror(this.#mirror, d);
     }
-    this.#ids = planned.ids;
-    this.#planned = planned.peers;
-    this.#report(planned.rejected, planned.unreachable);
+    this.#needFull = false;
+    if (round.plannedChanged) this.#plannedView = null;
+    if (round.rejectedChanged) this.#rejectedView = sortedByKey(this.#plan.rejected.values());
+    if (round.unreachableChanged) this.#unreachableView = sortedByKey(this.#plan.unreachable.values());
+    for (const r of round.newRejections) {
+      this.log.warn(r.message, { lease: r.leaseKey, reason: r.reason });
+      this.hooks.rejected?.(r);
+    }
+    for (const u of round.newUnreachable) this.log.warn(u.message, { lease: u.leaseKey, reason: u.reason });
     const result: ApplyResult = {
-      diff: d, seconds: (performance.now() - t0) / 1000, peers: planned.peers.length,
-      rejected: planned.rejected, unreachable: planned.unreachable,
+      diff: d, seconds: (performance.now() - t0) / 1000, peers: this.#plan.planned.length,
+      rejected: this.#rejectedView, unreachable: this.#unreachableView,
     };
     this.#last = result;
     this.hooks.applied?.(result);
     return result;
   }
 
-  #write(d: MapDiff, taken: readonly number[]): void {
-    /* Counters of an id given to a new peer start from zero. */
-    const zero = { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n };
-    const reused = taken.filter((id) => id < this.maps.peerStats.capacity);
-    if (reused.length) this.maps.peerStats.setMany(reused.map((id) => [id, zero] as const));
-    this.maps.sources.setMany(d.sourceUpserts.map((u) => [u.publicIp, u.value] as const));
-    this.maps.peers.setMany(d.peerUpserts.map((u) => [u.subnet, u.value] as const));
-    this.maps.peers.deleteMany(d.peerDeletes);
-    this.maps.sources.deleteMany(d.sourceDeletes);
+  /** What to write: the plan's subnets and IPs the round touched (a full round: all, and every mirror entry) against the mirror. */
+  #diff(round: PlanRound): MapDiff {
+    const wantPeers = this.#plan.peersBySubnet;
+    const wantSources = this.#plan.sourcesByIp;
+    const { peers, sources } = this.#mirror;
+    const upsertIds: number[] = [];
+    const deleteIds: number[] = [];
+    const check = (sid: number): void => {
+      const p = wantPeers.get(sid);
+      const have = peers.get(sid);
+      if (p) {
+        if (!have || !samePeer(have, p)) upsertIds.push(sid);
+      } else if (have) {
+        deleteIds.push(sid);
+      }
+    };
+    for (const sid of round.subnets) check(sid);
+    if (round.full) for (const sid of peers.keys()) if (!wantPeers.has(sid)) deleteIds.push(sid);
+
+    const upsertIps: number[] = [];
+    const deleteIps: number[] = [];
+    const checkIp = (ip: number): void => {
+      const p = wantSources.get(ip);
+      const have = sources.get(ip);
+      if (p) {
+        if (!have || have.peerId !== p.peerId) upsertIps.push(ip);
+      } else if (have) {
+        deleteIps.push(ip);
+      }
+    };
+    for (const ip of round.ips) checkIp(ip);
+    if (round.full) for (const ip of sources.keys()) if (!wantSources.has(ip)) deleteIps.push(ip);
+
+    /* cidrId order is (address, prefix) order; numeric typed-array sorts need no callback. */
+    return {
+      sourceUpserts: [...numericSort(upsertIps)].map((ip) => ({ publicIp: ip, value: { peerId: (wantSources.get(ip) as DesiredPeerWithId).peerId } })),
+      peerUpserts: [...numericSort(upsertIds)].map((sid) => {
+        const p = wantPeers.get(sid) as DesiredPeerWithId;
+        return { subnet: { addr: p.subnet.addr >>> 0, prefix: p.subnet.prefix }, value: { mode: p.mode, vtepMac: p.vtepMac.toLowerCase(), peerId: p.peerId, publicIp: p.publicIp >>> 0 } };
+      }),
+      peerDeletes: [...numericSort(deleteIds)].map(cidrOfId),
+      sourceDeletes: [...numericSort(deleteIps)],
+    };
   }
 
-  #report(rejected: readonly Rejection[], unreachable: readonly UnreachablePeer[]): void {
-    const now = new Map(rejected.map((r) => [r.leaseKey, `${r.reason}: ${r.message}`]));
-    for (const r of rejected) {
-      if (this.#lastRejected.get(r.leaseKey) !== `${r.reason}: ${r.message}`) {
-        this.log.warn(r.message, { lease: r.leaseKey, reason: r.reason });
-        this.hooks.rejected?.(r);
-      }
+  /** The diff's batched writes, encoded straight into the syscall buffers. */
+  #write(d: MapDiff, taken: readonly number[]): void {
+    const { peers, sources, peerStats } = this.maps;
+    /* Counters of an id given to a new peer start from zero (an all-zero value on every CPU). */
+    const reused = taken.filter((id) => id < peerStats.capacity);
+    if (reused.length) {
+      const keys = Buffer.alloc(reused.length * peerStats.codec.keySize);
+      reused.forEach((id, i) => peerStats.codec.encodeKey(id, keys, i * peerStats.codec.keySize));
+      peerStats.map.updateBatch(keys, Buffer.alloc(reused.length * peerStats.map.valueBufSize), reused.length);
     }
-    this.#lastRejected = now;
-    const unr = new Map(unreachable.map((u) => [u.leaseKey, u.message]));
-    for (const u of unreachable) {
-      if (this.#lastUnreachable.get(u.leaseKey) !== u.message) this.log.warn(u.message, { lease: u.leaseKey, reason: u.reason });
+    if (d.sourceUpserts.length) {
+      const n = d.sourceUpserts.length;
+      const ks = sources.codec.keySize;
+      const vs = sources.map.valueBufSize;
+      const keys = Buffer.alloc(n * ks);
+      const values = Buffer.alloc(n * vs);
+      d.sourceUpserts.forEach((u, i) => {
+        sources.codec.encodeKey(u.publicIp, keys, i * ks);
+        sources.codec.encodeValue(u.value, values, i * vs);
+      });
+      sources.map.updateBatch(keys, values, n);
     }
-    this.#lastUnreachable = unr;
+    if (d.peerUpserts.length) {
+      const n = d.peerUpserts.length;
+      const ks = peers.codec.keySize;
+      const vs = peers.map.valueBufSize;
+      const keys = Buffer.alloc(n * ks);
+      const values = Buffer.alloc(n * vs);
+      d.peerUpserts.forEach((u, i) => {
+        peers.codec.encodeKey(u.subnet, keys, i * ks);
+        encodePeerValue(u.value, values, i * vs);
+      });
+      peers.map.updateBatch(keys, values, n);
+    }
+    peers.deleteMany(d.peerDeletes);
+    sources.deleteMany(d.sourceDeletes);
   }
+}
+
+function samePeer(have: PeerValue, p: DesiredPeerWithId): boolean {
+  return have.mode === p.mode && have.peerId === p.peerId && have.publicIp >>> 0 === p.publicIp >>> 0
+    && (have.vtepMac === p.vtepMac || have.vtepMac.toLowerCase() === p.vtepMac.toLowerCase());
+}
+
+function applyToMirror(m: { peers: Map<number, PeerValue>; sources: Map<number, TunnelSource> }, d: MapDiff): void {
+  for (const u of d.sourceUpserts) m.sources.set(u.publicIp, u.value);
+  for (const u of d.peerUpserts) m.peers.set(cidrId(u.subnet.addr, u.subnet.prefix), u.value);
+  for (const c of d.peerDeletes) m.peers.delete(cidrId(c.addr, c.prefix));
+  for (const ip of d.sourceDeletes) m.sources.delete(ip);
+}
+
+function numericSort(xs: number[]): Float64Array {
+  return Float64Array.from(xs).sort();
+}
+
+function sortedByKey<T extends { leaseKey: string }>(xs: Iterable<T>): T[] {
+  return [...xs].sort((a, b) => (a.leaseKey < b.leaseKey ? -1 : a.leaseKey > b.leaseKey ? 1 : 0));
+}
+
+/* ------------------------------------------------------------ fbpf_peers values, fast */
+
+const HEX_DIGIT = new Int8Array(256).fill(-1);
+for (let i = 0; i < 10; i++) HEX_DIGIT[48 + i] = i;
+for (let i = 0; i < 6; i++) { HEX_DIGIT[97 + i] = 10 + i; HEX_DIGIT[65 + i] = 10 + i; }
+const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+const MODE_OF_CODE = new Map<number, PeerMode>(Object.entries(PEER_MODES).map(([k, v]) => [v, k as PeerMode]));
+const ZERO_MAC = '00:00:00:00:00:00';
+
+/**
+ * peersCodec.encodeValue without a regex, a split and a Buffer per MAC: the
+ * same bytes (checked against the codec by the unit tests), and the same
+ * AddressError for a MAC the codec refuses.
+ */
+export function encodePeerValue(v: PeerValue, buf: Buffer, off: number): void {
+  buf[off] = PEER_MODES[v.mode];
+  buf[off + 1] = 0;
+  const mac = v.vtepMac;
+  if (mac === ZERO_MAC) {
+    buf.fill(0, off + 2, off + 8);
+  } else {
+    let ok = mac.length === 17;
+    let any = 0;
+    for (let i = 0; ok && i < 6; i++) {
+      const j = i * 3;
+      const hi = HEX_DIGIT[mac.charCodeAt(j) & 0xffff] ?? -1;
+      const lo = HEX_DIGIT[mac.charCodeAt(j + 1) & 0xffff] ?? -1;
+      if (hi < 0 || lo < 0 || (i < 5 && mac.charCodeAt(j + 2) !== 58)) ok = false;
+      else { buf[off + 2 + i] = hi * 16 + lo; any |= hi | lo; }
+    }
+    if (!ok || ((buf[off + 2] as number) & 1) !== 0 || any === 0) parseMac(mac).copy(buf, off + 2); /* throws what the codec throws */
+  }
+  buf.writeUInt32LE(v.peerId >>> 0, off + 8);
+  buf.writeUInt32BE(v.publicIp >>> 0, off + 12);
+}
+
+/** peersCodec.decodeValue with a table for the MAC. */
+export function decodePeerValue(buf: Buffer, off: number): PeerValue {
+  const code = buf[off] as number;
+  const mode = MODE_OF_CODE.get(code);
+  if (!mode) throw new RangeError(`fbpf_peers: unknown mode ${code}`);
+  const h = (i: number): string => HEX_BYTE[buf[off + 2 + i] as number] as string;
+  return {
+    mode,
+    vtepMac: `${h(0)}:${h(1)}:${h(2)}:${h(3)}:${h(4)}:${h(5)}`,
+    peerId: buf.readUInt32LE(off + 8),
+    publicIp: buf.readUInt32BE(off + 12),
+  };
+}
+
+/** The peers map by cidrId (keys canonical: host bits masked, as diff() reads them). */
+function readPeers(peers: ReconcilerMaps['peers']): Map<number, PeerValue> {
+  const { keys, values, count } = peers.map.lookupAll();
+  const ks = peers.codec.keySize;
+  const vs = peers.map.valueBufSize;
+  const out = new Map<number, PeerValue>();
+  for (let i = 0; i < count; i++) {
+    const c: Cidr = peers.codec.decodeKey(keys, i * ks);
+    out.set(cidrId((c.addr & prefixMask(c.prefix)) >>> 0, c.prefix), decodePeerValue(values, i * vs));
+  }
+  return out;
+}
+
+function readSources(sources: ReconcilerMaps['sources']): Map<number, TunnelSource> {
+  return new Map(sources.entries().map(([ip, v]) => [ip >>> 0, v]));
 }

@@ -17,7 +17,7 @@ import { cidrContains, formatCidr, formatIPv4, type Cidr } from '../../maps/addr
 import type { BackendType } from '../../maps/config.js';
 import type { PeerMode } from '../../maps/peers.js';
 import type { Lease, Rejection } from '../lease/types.js';
-import { validateLeases } from '../lease/validate.js';
+import { validateLeases, type ValidationContext } from '../lease/validate.js';
 
 export const ZERO_MAC = '00:00:00:00:00:00';
 
@@ -78,39 +78,49 @@ export function isTunnelMode(mode: PeerMode): boolean {
   return mode === 'vxlan' || mode === 'direct' || mode === 'udp';
 }
 
-export function desiredState(own: OwnNode, leases: readonly Lease[], uplink: UplinkFacts): DesiredState {
-  const v = validateLeases(leases, {
+/**
+ * How an accepted lease is programmed: its mode, or why it cannot be
+ * (host-gw and not on-link).
+ */
+export function peerModeOf(own: Pick<OwnNode, 'backend' | 'directRouting'>, l: Lease, uplink: UplinkFacts): PeerMode | UnreachablePeer {
+  switch (own.backend) {
+    case 'vxlan':
+      return own.directRouting && isOnLink(l.publicIp, uplink) ? 'direct' : 'vxlan';
+    case 'host-gw':
+      if (isOnLink(l.publicIp, uplink)) return 'host-gw';
+      return {
+        leaseKey: l.key, subnet: l.subnet, publicIp: l.publicIp, reason: 'not_on_link',
+        message: `lease ${JSON.stringify(l.key)} (subnet ${formatCidr(l.subnet)}): host-gw next hop ${formatIPv4(l.publicIp)} is not on the uplink's subnets `
+          + `(${uplink.onLinkSubnets.map(formatCidr).join(', ') || 'none'}); host-gw needs layer-2 adjacency — use the vxlan backend (with DirectRouting) across routers`,
+      };
+    case 'udp':
+      return 'udp';
+  }
+}
+
+/** The validation context of our own node. */
+export function validationContext(own: OwnNode): ValidationContext {
+  return {
     network: own.network,
     ownSubnet: own.subnet,
     ownKey: own.leaseKey,
     ownPublicIp: own.publicIp,
     backend: own.backend,
     vni: own.vni,
-  });
+  };
+}
+
+export function desiredState(own: OwnNode, leases: readonly Lease[], uplink: UplinkFacts): DesiredState {
+  const v = validateLeases(leases, validationContext(own));
   const peers: DesiredPeer[] = [];
   const sources: DesiredSource[] = [];
   const unreachable: UnreachablePeer[] = [];
 
   for (const l of v.accepted) {
-    let mode: PeerMode;
-    switch (own.backend) {
-      case 'vxlan':
-        mode = own.directRouting && isOnLink(l.publicIp, uplink) ? 'direct' : 'vxlan';
-        break;
-      case 'host-gw':
-        if (!isOnLink(l.publicIp, uplink)) {
-          unreachable.push({
-            leaseKey: l.key, subnet: l.subnet, publicIp: l.publicIp, reason: 'not_on_link',
-            message: `lease ${JSON.stringify(l.key)} (subnet ${formatCidr(l.subnet)}): host-gw next hop ${formatIPv4(l.publicIp)} is not on the uplink's subnets `
-              + `(${uplink.onLinkSubnets.map(formatCidr).join(', ') || 'none'}); host-gw needs layer-2 adjacency — use the vxlan backend (with DirectRouting) across routers`,
-          });
-          continue;
-        }
-        mode = 'host-gw';
-        break;
-      case 'udp':
-        mode = 'udp';
-        break;
+    const mode = peerModeOf(own, l, uplink);
+    if (typeof mode !== 'string') {
+      unreachable.push(mode);
+      continue;
     }
     peers.push({ leaseKey: l.key, subnet: l.subnet, mode, publicIp: l.publicIp, vtepMac: l.vtepMac ?? ZERO_MAC });
     if (isTunnelMode(mode)) sources.push({ publicIp: l.publicIp, leaseKey: l.key });

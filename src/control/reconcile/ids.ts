@@ -31,6 +31,12 @@ export interface PeerIdAssignment {
   rejected: Rejection[];
 }
 
+/** A desired peer left out for lack of ids. */
+export function capacityRejection(key: string, capacity: number): Rejection {
+  return reject(key, 'capacity',
+    `lease ${JSON.stringify(key)} not programmed: all ${capacity - 1} peer ids are in use (--max-peers=${capacity}); raise --max-peers`);
+}
+
 export function assignPeerIds(
   previous: ReadonlyMap<string, number>,
   desired: readonly { leaseKey: string }[],
@@ -70,8 +76,7 @@ export function assignPeerIds(
       if (recycled < freed.length) id = freed[recycled++];
     }
     if (id === undefined) {
-      rejected.push(reject(key, 'capacity',
-        `lease ${JSON.stringify(key)} not programmed: all ${maxId} peer ids are in use (--max-peers=${capacity}); raise --max-peers`));
+      rejected.push(capacityRejection(key, capacity));
       continue;
     }
     ids.set(key, id);
