@@ -5,23 +5,16 @@
  * one lab. Pods on every node reach pods on every other node, both ways.
  */
 import test from 'ava';
-import path from 'node:path';
-import { Lab, type ExternalNode, type LabBackend } from '../../src/cli/lab/lab.js';
+import { Lab, type LabBackend } from '../../src/cli/lab/lab.js';
 import { nsExec } from '../../src/cli/lab/netns.js';
 import { NodeMaps } from '../../src/maps/index.js';
 import { formatCidr } from '../../src/maps/addr.js';
-import { STOCK_FLANNEL_SCRIPT } from '../fixtures/stock-flannel.js';
+import { stockNode } from '../helpers/stock-node.js';
 import { requireRoot } from '../helpers/netns.js';
 import { tcpTransfer, labRunner } from '../helpers/traffic.js';
 import { waitFor } from '../helpers/wait.js';
 
 requireRoot();
-
-const stockNode: ExternalNode = {
-  kind: 'stock-flannel',
-  argv: (c) => [process.execPath, '--import', path.resolve('node_modules/tsx/dist/esm/index.mjs'), STOCK_FLANNEL_SCRIPT,
-    `--etcd-endpoints=${c.etcd}`, '--etcd-prefix=/coreos.com/network', '--iface=eth0', `--subnet-file=${c.subnetFile}`, '--ip-masq'],
-};
 
 for (const [label, backend, directRouting, segment] of [
   ['vxlan, stock node behind the router', 'vxlan', false, 'b'],

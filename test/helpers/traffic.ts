@@ -87,3 +87,28 @@ export function ping(set: NsRunner, from: string, ip: string, opts: { count?: nu
   const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(out);
   return { sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0) };
 }
+
+/** A ping flood running in the background (for loss measurements across an event). */
+export interface PingFlood {
+  /** Resolves when ping exits: packets sent and received, and the ping's own summary line. */
+  readonly done: Promise<{ sent: number; received: number; summary: string }>;
+  /** ping has not exited yet. */
+  running(): boolean;
+  stop(): void;
+}
+
+/** `count` echo requests every `intervalMs` (≥ 2 ms, root) from one namespace; 1 s reply timeout each. */
+export function pingFlood(set: NsRunner, from: string, ip: string, count: number, intervalMs = 5): PingFlood {
+  const child = set.spawn(from, `ping -q -n -c ${count} -i ${(intervalMs / 1000).toFixed(3)} -W 1 ${ip}`);
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+  let exited = false;
+  const done = once(child, 'exit').then(() => {
+    exited = true;
+    const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(out);
+    if (!m) throw new Error(`ping ${ip} from ${from} gave no summary: ${out.trim()}`);
+    return { sent: Number(m[1]), received: Number(m[2]), summary: m[0] };
+  });
+  return { done, running: () => !exited, stop: () => { child.kill('SIGINT'); } };
+}

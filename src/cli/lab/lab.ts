@@ -78,6 +78,8 @@ export interface LabNode {
   healthzPort: number;
   /** Agent flags of this node only (added after the lab's). */
   extraArgs?: string[];
+  /** Environment of this node's program on top of ours (e.g. FLANNEL_BPF_OBJ_DIR for an upgrade). */
+  extraEnv?: Record<string, string>;
 }
 
 export interface LabPod {
@@ -247,7 +249,7 @@ export class Lab {
       ? external.argv({ ns: node.ns, ip: node.ip, etcd: node.etcdEndpoint, subnetFile: node.subnetFile, dir: node.dir, name: node.name })
       : this.agentArgv(node);
     const out = fs.openSync(node.logFile, 'a');
-    const child = nsSpawn(node.ns, argv, { out, detached: true });
+    const child = nsSpawn(node.ns, argv, { out, detached: true, env: node.extraEnv ? { ...process.env, ...node.extraEnv } : undefined });
     fs.closeSync(out);
     child.unref();
     if (!child.pid) throw new Error(`could not start ${node.name}`);

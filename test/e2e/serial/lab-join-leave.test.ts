@@ -5,10 +5,8 @@
  */
 import test from 'ava';
 import { Lab } from '../../../src/cli/lab/lab.js';
-import { nsSpawn } from '../../../src/cli/lab/netns.js';
-import { NodeMaps } from '../../../src/maps/index.js';
-import { formatCidr, formatIPv4 } from '../../../src/maps/addr.js';
-import { ping, labRunner } from '../../helpers/traffic.js';
+import { ping, pingFlood, labRunner } from '../../helpers/traffic.js';
+import { mapState as pinnedState } from '../../helpers/lab-inspect.js';
 import { requireRoot } from '../../helpers/netns.js';
 import { waitFor } from '../../helpers/wait.js';
 
@@ -19,23 +17,13 @@ test.before(async () => {
 });
 test.after.always(() => { lab?.down(); });
 
-function mapState(node: string): { subnets: string[]; sources: string[] } {
-  const maps = NodeMaps.fromPinDir(lab.node(node).pinDir);
-  try {
-    return { subnets: maps.peers.entries().map(([k]) => formatCidr(k)).sort(), sources: maps.sources.entries().map(([ip]) => formatIPv4(ip)).sort() };
-  } finally {
-    maps.close();
-  }
-}
+const mapState = (node: string) => pinnedState(lab.node(node).pinDir);
 
 test.serial('a node joins and another leaves while traffic runs: no loss between the others', async (t) => {
   const p1 = lab.state.pods.find((p) => p.node === 'n1')!;
   const p2 = lab.state.pods.find((p) => p.node === 'n2')!;
   /* ~1000 pings at 10 ms between n1 and n2 for the whole join/leave. */
-  const flood = nsSpawn(p1.ns, ['ping', '-c', '1000', '-i', '0.01', '-W', '1', '-q', p2.ip], { out: 'pipe' });
-  let out = '';
-  flood.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-  const done = new Promise<number | null>((resolve) => flood.on('exit', resolve));
+  const flood = pingFlood(labRunner, p1.ns, p2.ip, 1000, 10);
 
   const n4 = lab.addNode(4, { segment: 'b' });
   await lab.waitReady([n4]);
@@ -56,10 +44,8 @@ test.serial('a node joins and another leaves while traffic runs: no loss between
     t.false(st.subnets.includes(gone.subnet));
   }
 
-  const code = await done;
-  t.is(code, 0, out);
-  const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
-  t.is(m?.[1], '1000');
-  t.is(m?.[2], '1000', 'zero loss between n1 and n2 while nodes came and went');
-  t.log(`ping n1→n2 during join/leave: ${m?.[2]}/${m?.[1]}`);
+  const r = await flood.done;
+  t.is(r.sent, 1000);
+  t.is(r.received, 1000, 'zero loss between n1 and n2 while nodes came and went');
+  t.log(`ping n1→n2 during join/leave: ${r.received}/${r.sent}`);
 });
