@@ -25,7 +25,7 @@ import { chooseUplink, readInterfaces, readRoutes, onLinkSubnets, type UplinkCho
 import { chooseVtepMac } from './vtep.js';
 import { writeSubnetEnv, readSubnetEnv } from './subnet-env.js';
 import { masqRules, forwardRules, ensureRules, defaultExec, type Exec } from './masquerade.js';
-import { writeStateFile, type AgentStateFile } from './state.js';
+import { writeStateFile, statePeerOf, stateWrittenAt, type AgentStateFile } from './state.js';
 import { readEndpoints, syncEndpoints } from './endpoints.js';
 import { Dataplane, hookStates, hooksFor, type HookState, type AttachPlan } from '../loader/dataplane.js';
 import { resolveEngine, type Engine } from '../loader/engine.js';
@@ -89,6 +89,10 @@ export class Agent {
   readonly rejectedTotal = new Map<string, number>();
   lastApply: ApplyResult | null = null;
   readonly applyHistory: number[] = [];
+  /** The uplink exists (false from when it vanished until it returns). */
+  uplinkUp = true;
+  /** Link events the periodic check handled (metrics: flannel_bpf_link_events_total). */
+  readonly linkEvents = { uplink_lost: 0, uplink_returned: 0, device_recreated: 0 };
   /** Pinned maps migrated at start (upgrade or --max-peers change). */
   readonly migrations: Array<{ map: string; copied: number; dropped: number; at: Date }> = [];
   /** Times the periodic check found required programs detached (and re-attached them): readiness and metrics. */
@@ -98,6 +102,8 @@ export class Agent {
   readonly #exec: Exec;
   readonly #log: Logger;
   #plan: AttachPlan | null = null;
+  /** How the device was made (to recreate it the same way). */
+  #deviceSpec: Parameters<typeof ensureDevice>[0] | null = null;
   /** The programs wait for the first lease snapshot (a map migration could not copy everything). */
   #attachPending = false;
   #stateTimer: NodeJS.Timeout | null = null;
@@ -244,10 +250,11 @@ export class Agent {
 
     /* 6. Node setup. */
     this.podMtu = backendPodMtu(conf.backend, uplink.iface.mtu);
-    this.device = ensureDevice({
+    this.#deviceSpec = {
       kind: backend === 'vxlan' ? 'vxlan' : 'veth', mac: vtep.mac, mtu: this.podMtu, subnet: lease.subnet,
       network: conf.network, port: backendPort(conf.backend), vni: backendVni(conf.backend), uplink: uplink.iface.name,
-    }, this.#ip);
+    };
+    this.device = ensureDevice(this.#deviceSpec, this.#ip);
     this.#sysctl('net/ipv4/ip_forward', '1');
     let dp: Dataplane;
     this.fastPath = this.flags.fastPath;
@@ -406,29 +413,53 @@ export class Agent {
   #checkAttach(): void {
     if (!this.#plan || !this.dp || this.#attachPending) return;
     let plan = this.#plan;
-    /* The uplink or device may have been recreated (new ifindex). */
+    /* The uplink may vanish (driver reload, moved away) and come back; the device may be deleted with it or by hand. */
+    let up: ReturnType<typeof linkInfo>;
     try {
-      const up = linkInfo(this.uplink?.iface.name ?? '', this.#ip);
-      const dev = linkInfo(this.device?.name ?? DEVICE_NAME, this.#ip);
-      const cni = plan.fastPath ? this.#cniIfindex() : 0;
-      if (up.ifindex !== plan.uplinkIfindex || dev.ifindex !== plan.devIfindex || cni !== (plan.cniIfindex ?? 0)) {
-        if (up.ifindex !== plan.uplinkIfindex || dev.ifindex !== plan.devIfindex) {
-          this.#log.warn('uplink or device changed ifindex; re-attaching', { uplink: up.ifindex, device: dev.ifindex });
-        } else {
-          this.#log.info(cni ? 'cni0 appeared: attaching the fast path to it' : 'cni0 is gone', { cni0: cni });
-        }
-        plan = { ...plan, uplinkIfindex: up.ifindex, devIfindex: dev.ifindex, cniIfindex: cni };
-        const cfg = this.dp.maps.readConfig();
-        if (cfg) this.dp.maps.config.set(0, { ...cfg, uplinkIfindex: up.ifindex, devIfindex: dev.ifindex, uplinkMac: up.mac, cniIfindex: cni });
-        this.#plan = plan;
-        this.hooks = this.dp.attach(plan);
-        this.#changed();
+      up = linkInfo(this.uplink?.iface.name ?? '', this.#ip);
+    } catch (err) {
+      if (this.uplinkUp) {
+        this.uplinkUp = false;
+        this.linkEvents.uplink_lost++;
+        this.#log.error(`uplink ${this.uplink?.iface.name ?? '?'} is gone: pod traffic to other nodes stops until it returns`, { uplink: this.uplink?.iface.name, detail: (err as Error).message });
+      }
+      this.hooks = hookStates(plan);
+      this.#changed();
+      return;
+    }
+    if (!this.uplinkUp) {
+      this.uplinkUp = true;
+      this.linkEvents.uplink_returned++;
+      this.#log.info(`uplink ${this.uplink?.iface.name ?? '?'} is back (ifindex ${up.ifindex}); re-attaching`, { uplink: this.uplink?.iface.name, ifindex: up.ifindex });
+    }
+    let dev: ReturnType<typeof linkInfo>;
+    try {
+      dev = linkInfo(this.device?.name ?? DEVICE_NAME, this.#ip);
+    } catch {
+      if (!this.#deviceSpec) return;
+      /* Same VtepMAC as before: peers keep their neighbour entries (stock flannel recreates it with a new MAC). */
+      this.#log.warn(`device ${DEVICE_NAME} is gone; recreating it with VtepMAC ${this.#deviceSpec.mac}`, { device: DEVICE_NAME });
+      try {
+        this.device = ensureDevice(this.#deviceSpec, this.#ip);
+      } catch (err) {
+        this.#log.error(`cannot recreate ${DEVICE_NAME}: ${(err as Error).message}`, { device: DEVICE_NAME });
         return;
       }
-    } catch (err) {
-      const was = this.attached();
-      this.hooks = hookStates(plan);
-      if (was) this.#log.error(`uplink or device is gone: ${(err as Error).message}`);
+      this.linkEvents.device_recreated++;
+      dev = linkInfo(this.device.name, this.#ip);
+    }
+    const cni = plan.fastPath ? this.#cniIfindex() : 0;
+    if (up.ifindex !== plan.uplinkIfindex || dev.ifindex !== plan.devIfindex || cni !== (plan.cniIfindex ?? 0)) {
+      if (up.ifindex !== plan.uplinkIfindex || dev.ifindex !== plan.devIfindex) {
+        this.#log.warn('uplink or device changed ifindex; re-attaching', { uplink: up.ifindex, device: dev.ifindex });
+      } else {
+        this.#log.info(cni ? 'cni0 appeared: attaching the fast path to it' : 'cni0 is gone', { cni0: cni });
+      }
+      plan = { ...plan, uplinkIfindex: up.ifindex, devIfindex: dev.ifindex, cniIfindex: cni };
+      const cfg = this.dp.maps.readConfig();
+      if (cfg) this.dp.maps.config.set(0, { ...cfg, uplinkIfindex: up.ifindex, devIfindex: dev.ifindex, uplinkMac: up.mac, devMac: dev.mac, cniIfindex: cni });
+      this.#plan = plan;
+      this.hooks = this.dp.attach(plan);
       this.#changed();
       return;
     }
@@ -553,10 +584,12 @@ export class Agent {
     }
   }
 
+  /** Tell the watchers; write the state file 200 ms after a change, at most once a second (10k peers: 1.7 MB). */
   #changed(): void {
     this.deps.onChange?.(this);
     if (this.#stateTimer) return;
-    this.#stateTimer = setTimeout(() => { this.#stateTimer = null; this.#writeState(); }, 200);
+    const wait = Math.max(200, stateWrittenAt(this.flags.stateDir) + 1000 - Date.now());
+    this.#stateTimer = setTimeout(() => { this.#stateTimer = null; this.#writeState(); }, wait);
     this.#stateTimer.unref();
   }
 
@@ -584,9 +617,7 @@ export class Agent {
       subnetFile: this.flags.subnetFile,
       lastSync: this.lastSync?.toISOString() ?? null,
       maxPeers: this.flags.maxPeers,
-      peers: (this.reconciler?.planned ?? []).map((p) => ({
-        leaseKey: p.leaseKey, subnet: formatCidr(p.subnet), publicIp: formatIPv4(p.publicIp), mode: p.mode, peerId: p.peerId, vtepMac: p.vtepMac,
-      })),
+      peers: (this.reconciler?.planned ?? []).map(statePeerOf),
       rejected: this.rejectedLeases().map((r) => ({ leaseKey: r.leaseKey, reason: r.reason, message: r.message })),
       unreachable: (this.reconciler?.last?.unreachable ?? []).map((u) => ({ leaseKey: u.leaseKey, subnet: formatCidr(u.subnet), publicIp: formatIPv4(u.publicIp), message: u.message })),
       warnings: this.warnings,

@@ -60,10 +60,16 @@ export interface MetricsAgentView {
   readonly rejectedTotal: ReadonlyMap<string, number>;
   readonly lastApply: Pick<ApplyResult, 'seconds'> | null;
   readonly detachedFound?: { readonly count: number; readonly lastAt: Date | null; readonly hooks: readonly string[] };
+  /** The uplink exists right now. */
+  readonly uplinkUp?: boolean;
+  /** Link events the agent handled: the uplink lost / returned, the device recreated. */
+  readonly linkEvents?: Readonly<Record<LinkEvent, number>>;
   /** Every lease not programmed: unparsable records (store-level) and leases the reconciler refused. */
   rejectedLeases?(): readonly { readonly leaseKey: string }[];
 }
 
+export type LinkEvent = 'uplink_lost' | 'uplink_returned' | 'device_recreated';
+export const LINK_EVENTS: readonly LinkEvent[] = ['uplink_lost', 'uplink_returned', 'device_recreated'];
 export type LeaseEventType = 'added' | 'updated' | 'removed' | 'snapshot' | 'rejected';
 export const LEASE_EVENT_TYPES: readonly LeaseEventType[] = ['added', 'updated', 'removed', 'snapshot', 'rejected'];
 export const STORE_STATES: readonly StoreState[] = ['connecting', 'connected', 'disconnected'];
@@ -106,6 +112,7 @@ export const METRICS: readonly MetricDoc[] = [
   { name: 'flannel_bpf_last_sync_timestamp_seconds', type: 'gauge', labels: [], help: 'Unix time the maps were last brought in line with the lease store (0: never).' },
   { name: 'flannel_bpf_program_attached', type: 'gauge', labels: ['hook'], help: 'Whether our program is attached at a hook this node\'s engine needs (1) or not (0), checked at scrape time.' },
   { name: 'flannel_bpf_program_detached_found_total', type: 'counter', labels: [], help: 'Times the agent found a required program detached and re-attached it.' },
+  { name: 'flannel_bpf_link_events_total', type: 'counter', labels: ['event'], help: 'Link events the agent handled: uplink_lost (the uplink vanished), uplink_returned (it came back and the programs were re-attached), device_recreated (the flannel-bpf device was deleted and recreated with the same VtepMAC).' },
   { name: 'flannel_bpf_ready', type: 'gauge', labels: [], help: 'Readiness as /readyz reports it (1 ready, 0 not).' },
   { name: 'flannel_bpf_info', type: 'gauge', labels: ['node', 'backend', 'decap', 'xdp_mode', 'uplink', 'subnet', 'public_ip', 'vtep_mac', 'version'], help: 'Constant 1, labelled with the node\'s configuration.' },
   { name: 'flannel_bpf_scrape_read_seconds', type: 'gauge', labels: [], help: 'Time this scrape spent reading the BPF maps.' },
@@ -165,6 +172,7 @@ export function readinessChecks(agent: MetricsAgentView, now: () => number = Dat
     return { ok: true, detail: '' };
   };
   return [
+    { name: 'uplink present', ok: () => agent.uplinkUp !== false, detail: () => `${agent.uplink?.iface.name ?? 'the uplink'} is gone` },
     { name: 'programs attached', ok: () => programs().ok, detail: () => programs().detail },
     { name: 'maps synced with the lease store', ok: () => agent.reconciler?.synced === true, detail: () => 'no lease snapshot applied yet' },
     { name: 'subnet.env written', ok: () => agent.subnetEnvWritten, detail: () => 'not yet' },
@@ -345,6 +353,13 @@ export class AgentMetrics {
     new client.Counter({
       ...doc('flannel_bpf_program_detached_found_total'),
       collect() { this.reset(); this.inc(agent.detachedFound?.count ?? 0); },
+    });
+    new client.Counter({
+      ...doc('flannel_bpf_link_events_total'),
+      collect() {
+        this.reset();
+        for (const e of LINK_EVENTS) this.inc({ event: e }, agent.linkEvents?.[e] ?? 0);
+      },
     });
     new client.Gauge({
       ...doc('flannel_bpf_ready'),

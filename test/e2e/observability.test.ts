@@ -18,7 +18,7 @@
 import test from 'ava';
 import crypto from 'node:crypto';
 import path from 'node:path';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { Lab, repoRoot, ETCD_PREFIX, type LabNode } from '../../src/cli/lab/lab.js';
 import { etcdctl } from '../../src/cli/lab/etcd.js';
 import { nsExec, nsRun, nsSpawn, vethBetween, addNetns } from '../../src/cli/lab/netns.js';
@@ -28,6 +28,7 @@ import type { PeerStats } from '../../src/maps/peer-stats.js';
 import type { DropReason } from '../../src/maps/reasons.js';
 import { requireRoot } from '../helpers/netns.js';
 import { waitFor } from '../helpers/wait.js';
+import { nsFetch, scrape, metric } from '../helpers/scrape.js';
 
 requireRoot();
 
@@ -44,35 +45,6 @@ test.before(async () => {
 test.after.always(() => { lab?.down(); });
 
 /* ------------------------------------------------------------ helpers */
-
-/** GET a URL from inside a namespace (a node process there, no curl needed). */
-function nsFetch(ns: string, url: string): { status: number; body: string } {
-  const script = 'fetch(process.argv[1], { signal: AbortSignal.timeout(5000) }).then(async (r) => process.stdout.write(JSON.stringify({ status: r.status, body: await r.text() })), (e) => process.stdout.write(JSON.stringify({ status: 0, body: String(e.cause?.code ?? e) })))';
-  return JSON.parse(execFileSync('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, '-e', script, url], { encoding: 'utf8', timeout: 15_000, maxBuffer: 64 << 20 })) as { status: number; body: string };
-}
-
-type Labels = Record<string, string>;
-function parseScrape(text: string): Array<{ name: string; labels: Labels; value: number }> {
-  const out: Array<{ name: string; labels: Labels; value: number }> = [];
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || line.startsWith('#')) continue;
-    const labels: Labels = {};
-    for (const lm of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[lm[1]!] = lm[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-function scrape(n: LabNode) {
-  const r = nsFetch(n.ns, `http://${n.ip}:${n.metricsPort}/metrics`);
-  if (r.status !== 200) throw new Error(`scrape of ${n.name}: HTTP ${r.status} ${r.body}`);
-  return parseScrape(r.body);
-}
-
-function metric(samples: ReturnType<typeof parseScrape>, name: string, labels: Labels): number | undefined {
-  return samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
-}
 
 interface StatusJson {
   agent: { running: boolean; ready: boolean; notReady: string[] };

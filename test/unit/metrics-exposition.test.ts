@@ -155,6 +155,7 @@ test('readiness: each check fails on its own fact; a found-detached program hold
   t.deepEqual(readinessReport(notSynced).failing, ['maps synced with the lease store: no lease snapshot applied yet']);
   t.deepEqual(readinessReport(readinessChecks(fakeAgent({ subnetEnvWritten: false }))).failing, ['subnet.env written: not yet']);
   t.deepEqual(readinessReport(readinessChecks(fakeAgent({ attached: () => false }))).failing, ['programs attached: not yet']);
+  t.deepEqual(readinessReport(readinessChecks(fakeAgent({ uplinkUp: false }))).failing.slice(0, 1), ['uplink present: eth0 is gone']);
 
   const found = { count: 1, lastAt: new Date(now), hooks: ['uplink-tc-ingress'] };
   const held = fakeAgent({ detachedFound: found });
