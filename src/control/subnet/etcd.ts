@@ -188,8 +188,25 @@ interface SubnetRecord {
   /** The key's subnet when the key parses (even if the value does not). */
   subnet: Cidr | null;
   ipv6: boolean;
-  parse: LeaseParse;
+  /** The value parsed (parseEtcdLease), on first use: see parsed(). */
+  parse?: LeaseParse;
 }
+
+/** A record's value parsed, once. */
+function parsed(r: SubnetRecord): LeaseParse {
+  return (r.parse ??= parseEtcdLease(r.path, r.value));
+}
+
+/** A listing of the subnet keys tryAcquire made, kept for the watch's first snapshot. */
+interface Listing {
+  revision: number;
+  records: SubnetRecord[];
+  /** ms since the epoch (the manager's clock). */
+  at: number;
+}
+
+/** The watch takes over acquireLease's listing when it starts within this long (else it lists again). */
+export const LISTING_REUSE_MS = 30_000;
 
 interface OwnState {
   lease: Lease;
@@ -248,6 +265,8 @@ export class EtcdSubnetManager implements SubnetManager {
   private reacquiring: Promise<void> | null = null;
   private closed = false;
   private readonly watchers = new Set<Watcher>();
+  private listing: Listing | null = null;
+  private watchStarted = false;
 
   constructor(opts: EtcdSubnetManagerOptions) {
     if (opts.endpoints.length === 0) {
@@ -339,7 +358,6 @@ export class EtcdSubnetManager implements SubnetManager {
     const path = bufToString(kv.key);
     const value = bufToString(kv.value);
     const k = parseEtcdSubnetKey(path);
-    const parse = parseEtcdLease(path, value);
     return {
       key: typeof k === 'string' ? path.slice(path.lastIndexOf('/') + 1) : k.key,
       path,
@@ -347,7 +365,6 @@ export class EtcdSubnetManager implements SubnetManager {
       leaseId: String(kv.lease ?? '0'),
       subnet: typeof k === 'string' ? null : k.subnet,
       ipv6: typeof k !== 'string' && k.ipv6 !== undefined,
-      parse,
     };
   }
 
@@ -452,18 +469,30 @@ export class EtcdSubnetManager implements SubnetManager {
 
   private async tryAcquire(config: EtcdNetConf, want: OwnLeaseAttrs, prev: Cidr | null, attempt: number, signal: AbortSignal): Promise<OwnState | null> {
     const ownIp = want.publicIp;
-    let { records } = await this.list(signal);
+    const listed = await this.list(signal);
+    const revision = listed.revision;
+    let records = listed.records;
 
-    /* 1. a lease that carries our public IP */
-    const mine = records.find((r) => r.parse.kind === 'lease' && r.parse.lease.publicIp === ownIp);
-    if (mine && mine.subnet && mine.parse.kind === 'lease') {
+    /*
+     * 1. a lease that carries our public IP. Only values that contain our IP's
+     * text (or a JSON escape) can: the others are not parsed here.
+     */
+    const ipText = formatIPv4(ownIp);
+    const mine = records.find((r) => {
+      if (!r.value.includes(ipText) && !r.value.includes('\\')) return false;
+      const p = parsed(r);
+      return p.kind === 'lease' && p.lease.publicIp === ownIp;
+    });
+    const mineParse = mine ? parsed(mine) : null;
+    if (mine && mine.subnet && mineParse?.kind === 'lease') {
       if (this.compatible(config, mine.subnet) && !mine.ipv6) {
         const reservation = mine.leaseId === '0';
-        const attrs = this.keepStoredMac(want, mine.parse.lease);
+        const attrs = this.keepStoredMac(want, mineParse.lease);
         const value = etcdLeaseValue(attrs);
         this.log.info(`Found lease (ip: ${formatCidr(mine.subnet)}) for current IP (${formatIPv4(ownIp)}), reusing`,
           { lease: mine.key, reservation });
         const res = await this.update(mine.path, value, reservation, signal);
+        this.keepListing(revision, records);
         return this.ownState(mine.subnet, mine.path, value, attrs, reservation, res?.expiration ?? null);
       }
       this.log.info(`Found lease (${formatCidr(mine.subnet)}) for current IP (${formatIPv4(ownIp)}) but not compatible with current config, deleting`,
@@ -500,7 +529,25 @@ export class EtcdSubnetManager implements SubnetManager {
       return null;
     }
     this.log.info(`Allocated lease (ip: ${formatCidr(sn)}) to current node (${formatIPv4(ownIp)})`, { attempt });
+    this.keepListing(revision, records);
     return this.ownState(sn, path, value, attrs, false, res.expiration);
+  }
+
+  /**
+   * Keep the listing of a successful acquisition for the watch's first
+   * snapshot (the watch then starts at its revision + 1 and replays what
+   * happened since, our own writes included, which it skips): a start lists
+   * the subnets once, not twice. Only before the watch has started.
+   */
+  private keepListing(revision: number, records: SubnetRecord[]): void {
+    this.listing = this.watchStarted ? null : { revision, records, at: this.now() };
+  }
+
+  /** The kept listing when it is recent enough (taken once). */
+  private takeListing(): Listing | null {
+    const l = this.listing;
+    this.listing = null;
+    return l && this.now() - l.at <= LISTING_REUSE_MS ? l : null;
   }
 
   private ownState(sn: Cidr, path: string, value: string, attrs: OwnLeaseAttrs, reservation: boolean, expiration: number | null): OwnState {
@@ -674,11 +721,14 @@ export class EtcdSubnetManager implements SubnetManager {
     const backoff = new Backoff(this.backoffOpts);
     const known = new Map<string, { value: string; kind: 'lease' | 'rejected' }>();
     const emit = (e: LeaseEvent): void => deliver(this.log, onEvent, e);
+    this.watchStarted = true;
+    let reuse = this.takeListing();
 
     while (!sig.aborted) {
       let revision: number;
       try {
-        const listed = await this.list(sig);
+        const listed = reuse ?? await this.list(sig);
+        reuse = null;
         revision = listed.revision;
         known.clear();
         const leases: Lease[] = [];
@@ -686,13 +736,14 @@ export class EtcdSubnetManager implements SubnetManager {
         const ownKey = this.own?.lease.key;
         for (const r of listed.records) {
           if (r.key === ownKey) continue;
-          if (r.parse.kind === 'lease') {
-            leases.push(r.parse.lease);
+          const p = parsed(r);
+          if (p.kind === 'lease') {
+            leases.push(p.lease);
             known.set(r.key, { value: r.value, kind: 'lease' });
-          } else if (r.parse.kind === 'rejected') {
-            rejected.push(r.parse.rejection);
+          } else if (p.kind === 'rejected') {
+            rejected.push(p.rejection);
             known.set(r.key, { value: r.value, kind: 'rejected' });
-            this.logRejection(r.parse.rejection);
+            this.logRejection(p.rejection);
           }
         }
         this.log.info('lease snapshot', { revision, leases: leases.length, rejected: rejected.length });
@@ -828,6 +879,7 @@ export class EtcdSubnetManager implements SubnetManager {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.listing = null;
     this.closing.abort();
     if (this.renewTimer) clearTimeout(this.renewTimer);
     this.renewTimer = null;
