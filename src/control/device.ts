@@ -34,8 +34,18 @@ export const defaultIpRunner: IpRunner = (args) => {
 };
 
 export class DeviceError extends FlannelBpfError {
-  constructor(message: string) {
-    super(message, 'check that iproute2 is installed and the agent has CAP_NET_ADMIN in the node\'s network namespace');
+  constructor(message: string, remedy = 'check that iproute2 is installed and the agent has CAP_NET_ADMIN in the node\'s network namespace') {
+    super(message, remedy);
+  }
+}
+
+/** The VXLAN device that already holds our VNI and port (stock flannel's flannel.1 on a node being migrated). */
+function vniHolder(ip: IpRunner, vni: number, port: number): string | null {
+  try {
+    const all = JSON.parse(ip(['-d', '-j', 'link', 'show', 'type', 'vxlan'])) as IpLink[];
+    return all.find((l) => l.linkinfo?.info_data?.id === vni && (l.linkinfo.info_data.port ?? 8472) === port)?.ifname ?? null;
+  } catch {
+    return null;
   }
 }
 
@@ -112,7 +122,14 @@ export function ensureDevice(spec: DeviceSpec, ip: IpRunner = defaultIpRunner): 
     if (spec.kind === 'vxlan') {
       const args = ['link', 'add', name, 'address', spec.mac, 'type', 'vxlan', 'id', String(spec.vni ?? 1), 'dstport', String(spec.port ?? 8472), 'nolearning'];
       if (spec.uplink) args.push('dev', spec.uplink);
-      ip(args);
+      try {
+        ip(args);
+      } catch (err) {
+        const holder = /VNI already exists/i.test((err as Error).message) ? vniHolder(ip, spec.vni ?? 1, spec.port ?? 8472) : null;
+        if (!holder) throw err;
+        throw new DeviceError(`cannot create ${name}: ${holder} already uses VNI ${spec.vni ?? 1} on port ${spec.port ?? 8472}${holder.startsWith('flannel.') ? ' (stock flanneld\'s device)' : ''}`,
+          `stop flanneld on this node and delete its device (ip link del ${holder}), or let the flannel-cleanup init container do it; see docs/migrate-from-flannel.md`);
+      }
     } else {
       ip(['link', 'add', name, 'address', spec.mac, 'type', 'veth', 'peer', 'name', `${name}${PEER_SUFFIX}`]);
     }

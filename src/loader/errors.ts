@@ -2,6 +2,7 @@
  * Typed errors of the loader. Every error names what failed and carries a
  * `remedy`: the thing an operator can do about it.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 
 const errnoNames: Record<number, string> = Object.fromEntries(
@@ -49,12 +50,37 @@ export class BpfPermissionError extends BpfSyscallError {
   }
 }
 
+const CAP_SYS_ADMIN = 21;
+const CAP_PERFMON = 38;
+
+/** Effective capabilities of this process (from /proc/self/status), null when unreadable. */
+export function effectiveCaps(status?: string): bigint | null {
+  let text = status;
+  try { text ??= fs.readFileSync('/proc/self/status', 'utf8'); } catch { return null; }
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(text);
+  return m ? BigInt(`0x${m[1]}`) : null;
+}
+
+/**
+ * Why a verifier rejection happened, as far as the process can tell: without
+ * CAP_PERFMON (or CAP_SYS_ADMIN) the verifier refuses the pointer arithmetic
+ * and speculative-execution-sensitive code our programs contain, which reads
+ * like a bad build but is a missing capability.
+ */
+export function verifierRemedy(caps: bigint | null = effectiveCaps()): string {
+  const has = (bit: number) => caps !== null && (caps & (1n << BigInt(bit))) !== 0n;
+  if (caps !== null && !has(CAP_PERFMON) && !has(CAP_SYS_ADMIN)) {
+    return 'the agent lacks CAP_PERFMON (and CAP_SYS_ADMIN), without which the verifier refuses these programs: grant CAP_PERFMON (deploy/kube-flannel-bpf.yml lists the capabilities)';
+  }
+  return 'this build of the BPF programs does not load on this kernel; rebuild with scripts/build-bpf.sh, check the kernel version (≥ 5.15 with BTF), and report the log above';
+}
+
 /** The kernel verifier rejected a program; `log` holds the last lines of the verifier log. */
 export class VerifierError extends FlannelBpfError {
   constructor(readonly object: string, readonly program: string, readonly log: string[], errno: number) {
     super(
       `the kernel verifier rejected ${program} in ${object} (${errnoName(errno)}):\n  ${log.join('\n  ')}\n`,
-      'this build of the BPF programs does not load on this kernel; rebuild with scripts/build-bpf.sh, check the kernel version (≥ 5.15 with BTF), and report the log above',
+      verifierRemedy(),
     );
   }
 }

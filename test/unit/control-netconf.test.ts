@@ -145,10 +145,12 @@ test('malformed documents name the document', (t) => {
   t.is((t.throws(() => parse({ Network: '10.244.0.0/16', Backend: 'vxlan' }), { instanceOf: ConfigError }) as ConfigError).field, 'Backend');
 });
 
-test('unknown top-level keys are warnings; EnableNFTables parsed', (t) => {
+test('unknown top-level keys are warnings; EnableNFTables parsed, and warned about when true (iptables only)', (t) => {
   const c = parse({ Network: '10.244.0.0/16', EnableNFTables: true, Backend: { Type: 'vxlan' }, Netwrok: 'x' });
   t.true(c.enableNFTables);
-  t.deepEqual(c.warnings, ['unknown key "Netwrok" ignored (flannel ignores it too)']);
+  t.is(c.warnings[0], 'unknown key "Netwrok" ignored (flannel ignores it too)');
+  t.regex(c.warnings[1] ?? '', /^EnableNFTables is true, but flannel-bpf programs .* with iptables only; .*nftables tables \(flannel, flannel-ipv6\) deleted/);
+  t.is(c.warnings.length, 2);
 });
 
 test('kube mode warns that SubnetLen/Min/Max are ignored (issue #1328); etcd mode does not', (t) => {

@@ -178,6 +178,9 @@ export function parseNetConf(input: string | JsonValue, opts: ParseNetConfOption
     if (goField(doc, k) !== undefined) warnings.push(`${k} ignored: IPv6 is disabled (flannel-bpf is IPv4-only)`);
   }
   const enableNFTables = r.bool(doc, 'EnableNFTables', 'EnableNFTables', false);
+  if (enableNFTables) {
+    warnings.push('EnableNFTables is true, but flannel-bpf programs its masquerade and forward rules with iptables only; a node migrated from flanneld in nftables mode must have flanneld\'s nftables tables (flannel, flannel-ipv6) deleted (docs/migrate-from-flannel.md)');
+  }
 
   /* Network: required (flannel: "please define a correct Network parameter in the flannel config"). */
   const netRaw = goField(doc, 'Network');
