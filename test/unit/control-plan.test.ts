@@ -405,7 +405,7 @@ test('one change at 10k leases re-decides only the leases it can affect', (t) =>
   const moved = { ...leases[500]!, vtepMac: '0e:00:00:00:00:02' };
   const r = plan.change(new Map([[moved.key, moved]]));
   t.is(r.decided, 1);
-  t.deepEqual([...r.subnets], [moved.subnet.addr * 64 + 24]);
+  t.deepEqual([...(r.subnets ?? [])], [moved.subnet.addr * 64 + 24]);
   t.is(plan.planned[500]?.vtepMac, '0e:00:00:00:00:02');
   t.is(plan.planned[500]?.peerId, 501, 'keeps its id');
   /* A /16 over 256 of them: they all lose to it (smaller key) — and win again when it goes. */

@@ -24,7 +24,7 @@ import type { Logger } from '../log.js';
 import type { OwnNode, UplinkFacts, UnreachablePeer } from './desired.js';
 import type { DesiredPeerWithId } from './ids.js';
 import { isEmptyDiff, type MapDiff } from './diff.js';
-import { Plan, cidrId, cidrOfId, type PlanRound } from './plan.js';
+import { Plan, cidrId, cidrOfId, ipKey, ipOfKey, type PlanRound } from './plan.js';
 
 export interface ApplyResult {
   diff: MapDiff;
@@ -42,6 +42,19 @@ export interface ReconcilerHooks {
   rejected?(r: Rejection): void;
 }
 
+/** One apply's stages, ms. */
+export interface ApplyTimings {
+  full: boolean;
+  /** Leases (re)decided. */
+  decided: number;
+  /** Plan round: validation, conflicts, modes, ids. */
+  planMs: number;
+  /** Diff of the touched subnets / IPs against the mirror. */
+  diffMs: number;
+  /** Encoding and the batched map writes (and the mirror update). */
+  writeMs: number;
+}
+
 /** The maps the reconciler writes. */
 export type ReconcilerMaps = Pick<NodeMaps, 'peers' | 'sources' | 'peerStats'>;
 
@@ -55,11 +68,12 @@ export class Reconciler {
   readonly #pending = new Map<string, Lease | null>();
   /** The next apply recomputes everything (first apply, own/uplink change, after a failed write). */
   #needFull = true;
-  /** The maps' contents: peers by cidrId, sources by public IP. */
+  /** The maps' contents: peers by cidrId, sources by public IP (ipKey). */
   #mirror = { peers: new Map<number, PeerValue>(), sources: new Map<number, TunnelSource>() };
   #synced = false;
   #last: ApplyResult | null = null;
   #plannedView: readonly DesiredPeerWithId[] | null = null;
+  #timings: ApplyTimings | null = null;
   #rejectedView: Rejection[] = [];
   #unreachableView: UnreachablePeer[] = [];
 
@@ -81,6 +95,8 @@ export class Reconciler {
     this.#needFull = true;
   }
 
+  /** Where the last apply's time went (benchmarks, profiling). */
+  get lastTimings(): ApplyTimings | null { return this.#timings; }
   /** Has a full lease snapshot been applied at least once? */
   get synced(): boolean { return this.#synced; }
   get last(): ApplyResult | null { return this.#last; }
@@ -145,14 +161,16 @@ export class Reconciler {
     let round: PlanRound;
     if (full) {
       const mirror = this.#mirror.peers;
-      round = this.#plan.full(this.#leases.values(), mirror.size > 0 ? (c) => mirror.get(cidrId(c.addr, c.prefix))?.peerId : undefined);
+      round = this.#plan.full(this.#leases, mirror.size > 0 ? (c) => mirror.get(cidrId(c.addr, c.prefix))?.peerId : undefined);
     } else {
       const changes = new Map<string, Lease | null>();
       for (const k of this.#pending.keys()) changes.set(k, this.#leases.get(k) ?? null);
       round = this.#plan.change(changes);
     }
     this.#pending.clear();
+    const t1 = performance.now();
     const d = this.#diff(round);
+    const t2 = performance.now();
     if (!isEmptyDiff(d)) {
       try {
         this.#write(d, round.taken);
@@ -164,6 +182,8 @@ export class Reconciler {
       }
       applyToMirror(this.#mirror, d);
     }
+    const t3 = performance.now();
+    this.#timings = { full: round.full, decided: round.decided, planMs: t1 - t0, diffMs: t2 - t1, writeMs: t3 - t2 };
     this.#needFull = false;
     if (round.plannedChanged) this.#plannedView = null;
     if (round.rejectedChanged) this.#rejectedView = sortedByKey(this.#plan.rejected.values());
@@ -198,8 +218,16 @@ export class Reconciler {
         deleteIds.push(sid);
       }
     };
-    for (const sid of round.subnets) check(sid);
-    if (round.full) for (const sid of peers.keys()) if (!wantPeers.has(sid)) deleteIds.push(sid);
+    if (round.subnets) {
+      for (const sid of round.subnets) check(sid);
+    } else {
+      /* A full round: every desired entry, and every entry the maps hold that is not desired. */
+      for (const [sid, p] of wantPeers) {
+        const have = peers.get(sid);
+        if (!have || !samePeer(have, p)) upsertIds.push(sid);
+      }
+      for (const sid of peers.keys()) if (!wantPeers.has(sid)) deleteIds.push(sid);
+    }
 
     const upsertIps: number[] = [];
     const deleteIps: number[] = [];
@@ -212,18 +240,25 @@ export class Reconciler {
         deleteIps.push(ip);
       }
     };
-    for (const ip of round.ips) checkIp(ip);
-    if (round.full) for (const ip of sources.keys()) if (!wantSources.has(ip)) deleteIps.push(ip);
+    if (round.ips) {
+      for (const ip of round.ips) checkIp(ip);
+    } else {
+      for (const [ip, p] of wantSources) {
+        const have = sources.get(ip);
+        if (!have || have.peerId !== p.peerId) upsertIps.push(ip);
+      }
+      for (const ip of sources.keys()) if (!wantSources.has(ip)) deleteIps.push(ip);
+    }
 
     /* cidrId order is (address, prefix) order; numeric typed-array sorts need no callback. */
     return {
-      sourceUpserts: [...numericSort(upsertIps)].map((ip) => ({ publicIp: ip, value: { peerId: (wantSources.get(ip) as DesiredPeerWithId).peerId } })),
+      sourceUpserts: [...numericSort(upsertIps.map(ipOfKey))].map((ip) => ({ publicIp: ip, value: { peerId: (wantSources.get(ipKey(ip)) as DesiredPeerWithId).peerId } })),
       peerUpserts: [...numericSort(upsertIds)].map((sid) => {
         const p = wantPeers.get(sid) as DesiredPeerWithId;
         return { subnet: { addr: p.subnet.addr >>> 0, prefix: p.subnet.prefix }, value: { mode: p.mode, vtepMac: p.vtepMac.toLowerCase(), peerId: p.peerId, publicIp: p.publicIp >>> 0 } };
       }),
       peerDeletes: [...numericSort(deleteIds)].map(cidrOfId),
-      sourceDeletes: [...numericSort(deleteIps)],
+      sourceDeletes: [...numericSort(deleteIps.map(ipOfKey))],
     };
   }
 
@@ -272,10 +307,10 @@ function samePeer(have: PeerValue, p: DesiredPeerWithId): boolean {
 }
 
 function applyToMirror(m: { peers: Map<number, PeerValue>; sources: Map<number, TunnelSource> }, d: MapDiff): void {
-  for (const u of d.sourceUpserts) m.sources.set(u.publicIp, u.value);
+  for (const u of d.sourceUpserts) m.sources.set(ipKey(u.publicIp), u.value);
   for (const u of d.peerUpserts) m.peers.set(cidrId(u.subnet.addr, u.subnet.prefix), u.value);
   for (const c of d.peerDeletes) m.peers.delete(cidrId(c.addr, c.prefix));
-  for (const ip of d.sourceDeletes) m.sources.delete(ip);
+  for (const ip of d.sourceDeletes) m.sources.delete(ipKey(ip));
 }
 
 function numericSort(xs: number[]): Float64Array {
@@ -350,5 +385,5 @@ function readPeers(peers: ReconcilerMaps['peers']): Map<number, PeerValue> {
 }
 
 function readSources(sources: ReconcilerMaps['sources']): Map<number, TunnelSource> {
-  return new Map(sources.entries().map(([ip, v]) => [ip >>> 0, v]));
+  return new Map(sources.entries().map(([ip, v]) => [ipKey(ip), v]));
 }

@@ -49,6 +49,19 @@ export function cidrOfId(id: number): Cidr {
   return { addr: Math.floor(id / 64), prefix: id % 64 };
 }
 
+/**
+ * An IPv4 address as a map key: its int32 form (a small integer to V8, which
+ * hashes and stores it without a heap number; above 127.255.255.255 the
+ * unsigned form is not). ipOfKey gives the unsigned address back.
+ */
+export function ipKey(ip: number): number {
+  return ip | 0;
+}
+
+export function ipOfKey(k: number): number {
+  return k >>> 0;
+}
+
 const OWN = 0;
 const PROBLEM = 1;
 const CANDIDATE = 2;
@@ -165,7 +178,7 @@ class State {
   readonly entries = new Map<string, Entry>();
   /** Candidates: prefix length → network address → keys. */
   readonly bySubnet = new Map<number, Map<number, Bucket>>();
-  /** Candidates: public IP → keys. */
+  /** Candidates: public IP (ipKey) → keys. */
   readonly byIp = new Map<number, Bucket>();
   /** used[id] = 1 while a key holds id (index 0 unused). */
   readonly used: Uint8Array;
@@ -177,7 +190,7 @@ class State {
   readonly planned: DesiredPeerWithId[] = [];
   /** What the peers map must hold: cidrId → peer. */
   readonly peersBySubnet = new Map<number, DesiredPeerWithId>();
-  /** What the tunnel-sources map must hold: public IP → peer (tunnel modes). */
+  /** What the tunnel-sources map must hold: public IP (ipKey) → peer (tunnel modes). */
   readonly sourcesByIp = new Map<number, DesiredPeerWithId>();
   readonly rejected = new Map<string, Rejection>();
   readonly unreachable = new Map<string, UnreachablePeer>();
@@ -190,10 +203,10 @@ class State {
 /** What one round changed. */
 export interface PlanRound {
   full: boolean;
-  /** cidrIds whose desired peers-map entry may have changed (full: every desired subnet). */
-  subnets: Set<number>;
-  /** Public IPs whose desired sources-map entry may have changed (full: every desired IP). */
-  ips: Set<number>;
+  /** cidrIds whose desired peers-map entry may have changed (null: a full round, every one). */
+  subnets: Set<number> | null;
+  /** Public IPs (ipKey) whose desired sources-map entry may have changed (null: a full round, every one). */
+  ips: Set<number> | null;
   /** Ids given to a key that did not hold them (ascending): zero their counters. */
   taken: number[];
   /** Keys whose rejection is new or different, ascending. */
@@ -269,12 +282,22 @@ export class Plan {
    * plan's, or `recover(desired peer)` when the plan has none (restart: ids
    * read back from the maps, see recoverPeerIds).
    */
-  full(leases: Iterable<Lease>, recover?: (subnet: Cidr) => number | undefined, previous?: ReadonlyMap<string, number>): PlanRound {
+  full(leases: ReadonlyMap<string, Lease> | Iterable<Lease>, recover?: (subnet: Cidr) => number | undefined, previous?: ReadonlyMap<string, number>): PlanRound {
     const old = this.#s;
     const s = new State(this.capacity);
-    const byKey = new Map<string, Lease>();
-    for (const l of leases) byKey.set(l.key, l);
-    const keys = [...byKey.keys()].sort(); /* default sort: UTF-16 code-unit order, as compareKeys */
+    let byKey: ReadonlyMap<string, Lease>;
+    if (leases instanceof Map) {
+      byKey = leases as ReadonlyMap<string, Lease>;
+    } else {
+      const m = new Map<string, Lease>();
+      for (const l of leases as Iterable<Lease>) m.set(l.key, l);
+      byKey = m;
+    }
+    const keys = [...byKey.keys()];
+    /* Stores list in key order (etcd): sort only when not sorted yet; the default sort is UTF-16 code-unit order, as compareKeys. */
+    for (let i = 1; i < keys.length; i++) {
+      if ((keys[i - 1] as string) > (keys[i] as string)) { keys.sort(); break; }
+    }
 
     /* 1. Decide every lease in key order (each sees only smaller keys in the indexes). */
     const desired: Entry[] = [];
@@ -335,7 +358,7 @@ export class Plan {
         e.peer = this.#peerOf(e, before);
         s.planned.push(e.peer);
         s.peersBySubnet.set(cidrId(e.peer.subnet.addr, e.peer.subnet.prefix), e.peer);
-        if (isTunnelMode(e.peer.mode)) s.sourcesByIp.set(e.peer.publicIp >>> 0, e.peer);
+        if (isTunnelMode(e.peer.mode)) s.sourcesByIp.set(ipKey(e.peer.publicIp), e.peer);
       }
       const r = rejectionOf(e);
       if (r) s.rejected.set(k, r);
@@ -344,8 +367,8 @@ export class Plan {
 
     const round: PlanRound = {
       full: true,
-      subnets: new Set(s.peersBySubnet.keys()),
-      ips: new Set(s.sourcesByIp.keys()),
+      subnets: null,
+      ips: null,
       taken,
       plannedChanged: old.planned.length !== s.planned.length || s.planned.some((p, i) => old.planned[i] !== p),
       newRejections: [...s.rejected.values()].filter((r) => !sameRejection(old.rejected.get(r.leaseKey), r)),
@@ -454,7 +477,7 @@ export class Plan {
           subnets.add(sid);
           if (s.peersBySubnet.get(sid) === b.peer) s.peersBySubnet.delete(sid);
           if (isTunnelMode(b.peer.mode)) {
-            const ip = b.peer.publicIp >>> 0;
+            const ip = ipKey(b.peer.publicIp);
             ips.add(ip);
             if (s.sourcesByIp.get(ip) === b.peer) s.sourcesByIp.delete(ip);
           }
@@ -464,7 +487,7 @@ export class Plan {
           subnets.add(sid);
           s.peersBySubnet.set(sid, peer);
           if (isTunnelMode(peer.mode)) {
-            const ip = peer.publicIp >>> 0;
+            const ip = ipKey(peer.publicIp);
             ips.add(ip);
             s.sourcesByIp.set(ip, peer);
           }
@@ -559,7 +582,7 @@ export class Plan {
     if (winner !== undefined) {
       conflict = overlapsPeer(l, s.entries.get(winner)?.lease, winner);
     } else {
-      forBucket(s.byIp.get(l.publicIp), (o) => {
+      forBucket(s.byIp.get(ipKey(l.publicIp)), (o) => {
         if (conflict === null && o < k && (s.entries.get(o) as Entry).accepted) conflict = duplicatePeerIp(l, o);
       });
     }
@@ -603,7 +626,7 @@ export class Plan {
         for (const [a, b] of byAddr) if (((a & mask) >>> 0) === addr) forBucket(b, fn);
       }
     }
-    if (!subnetsOnly) forBucket(s.byIp.get(l.publicIp), fn);
+    if (!subnetsOnly) forBucket(s.byIp.get(ipKey(l.publicIp)), fn);
   }
 
   #index(s: State, e: Entry): void {
@@ -611,7 +634,7 @@ export class Plan {
     let byAddr = s.bySubnet.get(c.prefix);
     if (!byAddr) s.bySubnet.set(c.prefix, (byAddr = new Map()));
     bucketAdd(byAddr, c.addr >>> 0, e.lease.key);
-    bucketAdd(s.byIp, e.lease.publicIp, e.lease.key);
+    bucketAdd(s.byIp, ipKey(e.lease.publicIp), e.lease.key);
   }
 
   #unindex(s: State, e: Entry): void {
@@ -621,7 +644,7 @@ export class Plan {
       bucketDelete(byAddr, c.addr >>> 0, e.lease.key);
       if (byAddr.size === 0) s.bySubnet.delete(c.prefix);
     }
-    bucketDelete(s.byIp, e.lease.publicIp, e.lease.key);
+    bucketDelete(s.byIp, ipKey(e.lease.publicIp), e.lease.key);
   }
 
   /**
