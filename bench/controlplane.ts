@@ -41,8 +41,7 @@ import { pathToFileURL } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { Dataplane, type ProgramKey } from '../src/loader/dataplane.js';
 import { Reconciler } from '../src/control/reconcile/apply.js';
-import { desiredState, withPeerIds, diff, isEmptyDiff, type OwnNode, type UplinkFacts } from '../src/control/reconcile/index.js';
-import { validateLeases } from '../src/control/lease/validate.js';
+import { isEmptyDiff, type OwnNode, type UplinkFacts } from '../src/control/reconcile/index.js';
 import { nullLogger } from '../src/control/log.js';
 import { formatIPv4, parseCidr, parseMac, cidrOverlaps, type Cidr } from '../src/maps/addr.js';
 import type { Lease } from '../src/control/lease/types.js';
@@ -180,7 +179,11 @@ const rs = (xs: number[]): Summary => roundSummary(summarize(xs));
 interface ReconcilerRep {
   ctorMs: number;
   snapshotMs: number;
+  /** The snapshot's stages (Reconciler.lastTimings). */
+  stages: Stages;
   upsertMs: number[];
+  /** Leases each one-change apply re-decided (the incremental plan's reach). */
+  upsertDecided: number[];
   resyncMs: number;
 }
 
@@ -193,6 +196,8 @@ function reconcilerRep(leases: readonly Lease[], upserts: number): ReconcilerRep
     const t1 = now();
     const r = rec.snapshot(leases);
     const t2 = now();
+    const timings = rec.lastTimings;
+    const stages: Stages = { planMs: timings?.planMs ?? NaN, diffMs: timings?.diffMs ?? NaN, writeMs: timings?.writeMs ?? NaN };
     /* Verify (outside the timing): every peer and tunnel source is in the kernel's maps, values right. */
     if (r.peers !== n || r.rejected.length) throw new Error(`reconciler programmed ${r.peers} of ${n} peers (${r.rejected.length} rejected)`);
     const peers = mapCount(dp.maps, 'fbpf_peers');
@@ -204,12 +209,14 @@ function reconcilerRep(leases: readonly Lease[], upserts: number): ReconcilerRep
 
     /* One lease change at N (what every watch event costs). */
     const upsertMs: number[] = [];
+    const upsertDecided: number[] = [];
     for (let k = 0; k < upserts; k++) {
       const l = leases[(k * 7919 + 13) % n]!;
       const changed = { ...l, vtepMac: mac(k + 1, 1) };
       const t = now();
       rec.upsert(changed);
       upsertMs.push(now() - t);
+      upsertDecided.push(rec.lastTimings?.decided ?? NaN);
       if (dp.maps.peers.get(l.subnet)?.vtepMac !== changed.vtepMac) throw new Error('an upsert did not reach the map');
     }
     /* Restart resync: a new reconciler over the programmed maps, same leases: nothing to write. */
@@ -218,7 +225,7 @@ function reconcilerRep(leases: readonly Lease[], upserts: number): ReconcilerRep
     const r2 = rec2.snapshot([...rec.leases.values()]);
     const resyncMs = now() - t3;
     if (!isEmptyDiff(r2.diff)) throw new Error('resync over programmed maps wrote something');
-    return { ctorMs: t1 - t0, snapshotMs: t2 - t1, upsertMs, resyncMs };
+    return { ctorMs: t1 - t0, snapshotMs: t2 - t1, stages, upsertMs, upsertDecided, resyncMs };
   } finally {
     dp.close();
   }
@@ -255,33 +262,8 @@ function kernelFloorRep(leases: readonly Lease[]): number {
   }
 }
 
-interface Stages { validateMs: number; desiredMs: number; idsMs: number; diffMs: number; writeMs: number }
-
-/** The reconciler's steps one by one (same code the Reconciler runs), to show where a snapshot's time goes. */
-function stagesRep(leases: readonly Lease[]): Stages {
-  const t0 = now();
-  validateLeases(leases, { network: OWN.network, ownSubnet: OWN.subnet, ownKey: OWN.leaseKey, ownPublicIp: OWN.publicIp, backend: OWN.backend, vni: OWN.vni });
-  const t1 = now();
-  const des = desiredState(OWN, leases, UPLINK);
-  const t2 = now();
-  const planned = withPeerIds(des, new Map(), MAX_PEERS);
-  const t3 = now();
-  const d = diff({ peers: new Map(), sources: new Map() }, planned);
-  const t4 = now();
-  const dp = loadMaps();
-  let writeMs: number;
-  try {
-    const zero = { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n };
-    const t5 = now();
-    dp.maps.peerStats.setMany(planned.taken.map((id) => [id, zero] as const));
-    dp.maps.sources.setMany(d.sourceUpserts.map((u) => [u.publicIp, u.value] as const));
-    dp.maps.peers.setMany(d.peerUpserts.map((u) => [u.subnet, u.value] as const));
-    writeMs = now() - t5;
-  } finally {
-    dp.close();
-  }
-  return { validateMs: t1 - t0, desiredMs: t2 - t1, idsMs: t3 - t2, diffMs: t4 - t3, writeMs };
-}
+/** Where a snapshot's time goes, from the Reconciler's own timings: plan round (per-lease checks, conflicts, modes, ids), diff against the mirror, encoding + batched writes. */
+interface Stages { planMs: number; diffMs: number; writeMs: number }
 
 /* netlink, as flanneld programs it */
 
@@ -382,6 +364,8 @@ interface ProgrammingResult {
   kernelFloorMs: Summary;
   stagesMs: Record<keyof Stages, Summary>;
   oneChangeAtNMs: Summary;
+  /** Leases one change re-decided (max over the changes). */
+  oneChangeDecidedMax: number;
   resyncMs: Summary;
   netlinkBatchMs: Summary;
   netlinkIpMs: Summary;
@@ -412,14 +396,14 @@ async function benchProgramming(prefix: string): Promise<{ sizes: ProgrammingRes
     const nl: NetlinkRep[] = [];
     for (let r = 0; r < CFG.progReps; r++) {
       /* Alternate the order: A B, B A, … */
-      const a = (): void => { rec.push(reconcilerRep(leases, CFG.upsertsPerRep)); floor.push(kernelFloorRep(leases)); stages.push(stagesRep(leases)); };
+      const a = (): void => { rec.push(reconcilerRep(leases, CFG.upsertsPerRep)); floor.push(kernelFloorRep(leases)); stages.push(rec.at(-1)!.stages); };
       const b = (): void => { nl.push(netlinkRep(ns, leases, batches)); };
       if (r % 2 === 0) { a(); b(); } else { b(); a(); }
       say(`N=${n} run ${r + 1}/${CFG.progReps}: reconciler ${fmt(rec.at(-1)!.snapshotMs)} ms, netlink batch ${fmt(nl.at(-1)!.totalMs)} ms`);
     }
     const recMs = rs(rec.map((x) => x.snapshotMs));
     const nlMs = rs(nl.map((x) => x.totalMs));
-    const stageKeys: (keyof Stages)[] = ['validateMs', 'desiredMs', 'idsMs', 'diffMs', 'writeMs'];
+    const stageKeys: (keyof Stages)[] = ['planMs', 'diffMs', 'writeMs'];
     sizes.push({
       n,
       reconcilerMs: recMs,
@@ -427,6 +411,7 @@ async function benchProgramming(prefix: string): Promise<{ sizes: ProgrammingRes
       kernelFloorMs: rs(floor),
       stagesMs: Object.fromEntries(stageKeys.map((k) => [k, rs(stages.map((s) => s[k]))])) as Record<keyof Stages, Summary>,
       oneChangeAtNMs: rs(rec.flatMap((x) => x.upsertMs)),
+      oneChangeDecidedMax: Math.max(0, ...rec.flatMap((x) => x.upsertDecided)),
       resyncMs: rs(rec.map((x) => x.resyncMs)),
       netlinkBatchMs: nlMs,
       netlinkIpMs: rs(nl.map((x) => x.ipMs)),
@@ -740,6 +725,18 @@ function summarizeRestarts(reps: RestartRep[]): unknown {
   };
 }
 
+/** Does bin/flannel-bpf run the compiled build (dist/ with a stamp no source file is newer than)? Its own test, in JS. */
+function compiledBuildInUse(): boolean {
+  const stamp = path.join(REPO_ROOT, 'dist/.build-stamp');
+  if (!fs.existsSync(path.join(REPO_ROOT, 'dist/src/cli/main.js')) || !fs.existsSync(stamp) || process.env.FLANNEL_BPF_FROM_SOURCE) return false;
+  const since = fs.statSync(stamp).mtimeMs;
+  const newer = (dir: string): boolean => fs.readdirSync(dir, { withFileTypes: true }).some((e) => {
+    const f = path.join(dir, e.name);
+    return e.isDirectory() ? newer(f) : e.name.endsWith('.ts') && fs.statSync(f).mtimeMs > since;
+  });
+  return !newer(path.join(REPO_ROOT, 'src'));
+}
+
 /** What a start costs before the agent does anything: Node, tsx + the CLI, the agent's modules, the etcd client's modules. */
 function startupAnatomy(): unknown {
   const bin = path.join(REPO_ROOT, 'bin/flannel-bpf');
@@ -762,12 +759,15 @@ function startupAnatomy(): unknown {
     return rs(xs);
   };
   const imp = (files: string[]): string => files.map((f) => `await import(${JSON.stringify(pathToFileURL(path.join(REPO_ROOT, f)).href)});`).join('');
+  const compiled = compiledBuildInUse();
   return {
-    compiledDist: fs.existsSync(path.join(REPO_ROOT, 'dist/src/cli/main.js')),
+    compiledDist: compiled,
     nodeBareMs: time(process.execPath, ['-e', '0'], 'nodeBare'),
     cliVersionMs: time(bin, ['version'], 'cliVersion'),
     agentHelpMs: time(bin, ['agent', '--help'], 'agentHelp'),
-    agentPlusEtcdModulesMs: time(process.execPath, ['--import', TSX, '--input-type=module', '-e', imp(['src/cli/agent.ts', 'src/control/subnet/etcd.ts'])], 'agentPlusEtcdModules'),
+    agentPlusEtcdModulesMs: compiled
+      ? time(process.execPath, ['--input-type=module', '-e', imp(['dist/src/cli/agent.js', 'dist/src/control/subnet/etcd.js'])], 'agentPlusEtcdModules')
+      : time(process.execPath, ['--import', TSX, '--input-type=module', '-e', imp(['src/cli/agent.ts', 'src/control/subnet/etcd.ts'])], 'agentPlusEtcdModules'),
     maxRssMb: maxRss,
   };
 }
@@ -979,9 +979,9 @@ function report(prog: Awaited<ReturnType<typeof benchProgramming>> | null, lab: 
     const s10 = prog.sizes.find((s) => s.n === 10_000);
     if (s10) {
       const st = s10.stagesMs;
-      parts.push('### Where a 10k snapshot goes (ms, medians; the same functions the Reconciler calls, run one by one)');
-      parts.push(markdownTable(['validate leases', 'desired state (incl. validation)', 'peer ids', 'diff', 'encode + batched map writes', 'of which kernel (floor)', 'reconciler total'],
-        [[fmt(st.validateMs.median), fmt(st.desiredMs.median), fmt(st.idsMs.median), fmt(st.diffMs.median), fmt(st.writeMs.median), fmt(s10.kernelFloorMs.median), fmt(s10.reconcilerMs.median)]]));
+      parts.push('### Where a 10k snapshot goes (ms, medians; the Reconciler\'s own stage timings)');
+      parts.push(markdownTable(['plan (checks, conflicts, modes, ids)', 'diff vs mirror', 'encode + batched map writes', 'of which kernel (floor)', 'reconciler total', 'one change at 10k: leases re-decided'],
+        [[fmt(st.planMs.median), fmt(st.diffMs.median), fmt(st.writeMs.median), fmt(s10.kernelFloorMs.median), fmt(s10.reconcilerMs.median), s10.oneChangeDecidedMax]]));
     }
   }
   if (lab) {
@@ -1058,7 +1058,8 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   const env = environment();
   const prefix = `cpb${crypto.randomBytes(2).toString('hex')}`;
-  progress.say('start', `${QUICK ? 'quick' : 'full'} run, prefix ${prefix}, ${env.cpus} CPUs, load ${env.loadavgAtStart.join(' ')}, commit ${env.git.commit?.slice(0, 10) ?? '?'}${env.git.dirty ? ' (dirty tree)' : ''}`);
+  const agentBuild = compiledBuildInUse() ? 'compiled dist/' : 'TypeScript sources through tsx (no current dist/: run scripts/build.sh)';
+  progress.say('start', `${QUICK ? 'quick' : 'full'} run, prefix ${prefix}, ${env.cpus} CPUs, load ${env.loadavgAtStart.join(' ')}, commit ${env.git.commit?.slice(0, 10) ?? '?'}${env.git.dirty ? ' (dirty tree)' : ''}; the lab's agents run ${agentBuild}`);
   let prog: Awaited<ReturnType<typeof benchProgramming>> | null = null;
   let lab: LabResults | null = null;
   try {
@@ -1067,7 +1068,8 @@ async function main(): Promise<number> {
   } finally {
     cleanup.run();
   }
-  const file = resultsFile('controlplane', startedAt);
+  /* Quick and partial runs get their own file: the committed results come from whole full runs. */
+  const file = resultsFile(['controlplane', QUICK ? 'quick' : null, ONLY].filter(Boolean).join('-'), startedAt);
   const targetChecks = checks(prog, lab);
   const data = {
     bench: 'controlplane',
@@ -1077,13 +1079,14 @@ async function main(): Promise<number> {
     startedAt: startedAt.toISOString(),
     durationSeconds: Math.round(progress.elapsed() * 10) / 10,
     environment: env,
+    agentBuild,
     loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100),
     config: CFG,
     method: {
       programming: 'Lease objects in memory → Reconciler.snapshot() on fresh unpinned maps (Dataplane.load, --max-peers 65536), timed with performance.now() around snapshot(); the maps are read back and checked after. '
         + 'Netlink: flannel.1 (vxlan id 1, dstport 8472, nolearning) recreated in a scratch netns, then one `ip -n <ns> -batch -` (per peer: neigh replace … nud permanent; route replace <subnet> via <net> dev flannel.1 onlink) and one `bridge -n <ns> -batch -` (per peer: fdb replace <mac> dev flannel.1 dst <ip> self permanent), timed from spawn to exit, entries counted after. '
         + 'The two alternate (A B, B A, …). The batch makes the same one-request-one-ack netlink calls flanneld makes in process, so it approximates flanneld’s own cost; per-peer exec (3 processes per peer) is the shell-script upper bound. '
-        + 'Kernel floor: the same three batched map updates from prebuilt buffers. Stages: validateLeases, desiredState, withPeerIds, diff and the three setMany calls run one by one.',
+        + 'Kernel floor: the same three batched map updates from prebuilt buffers. Stages: the Reconciler\'s own timings of the snapshot (plan round, diff, encode + writes). One lease change at N: Reconciler.upsert of one changed VtepMAC (incremental).',
       leaseChange: 'One agent (lab node n1, real etcd 3.4 in the lab router namespace on tmpfs). This process moves its main thread into the router namespace and uses etcd3 in-process (raw KV put/deleteRange). '
         + 'Clock starts just before the etcd call is issued; then the agent’s pinned fbpf_peers map (opened once, raw bpf lookup with a prebuilt key) is polled: one event-loop turn (so the request and its answer flow) + one lookup + a 50 µs futex sleep per poll; the clock stops at the first lookup showing the change (entry with the new VtepMAC, or gone). '
         + 'Resolution = the mean poll interval (reported). Changes rotate add / update VtepMAC / delete, 2–6 ms apart (the agent is idle when each comes).',
