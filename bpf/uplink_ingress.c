@@ -109,7 +109,7 @@ int FBPF_UPLINK_INGRESS_NAME(struct __sk_buff *skb)
 		data_end = (void *)(long)skb->data_end;
 	}
 
-	switch (fbpf_rx_classify(data, data_end, skb->len, cfg, &rx)) {
+	switch (fbpf_rx_classify(skb, data, data_end, skb->len, cfg, &rx)) {
 	case FBPF_RX_DROP:
 		fbpf_count_drop(rx.reason, skb->len);
 		return TC_ACT_SHOT;

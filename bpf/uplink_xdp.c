@@ -25,7 +25,7 @@ int fbpf_uplink_xdp(struct xdp_md *ctx)
 
 	if (!cfg)
 		return XDP_PASS;
-	switch (fbpf_rx_classify(data, data_end, len, cfg, &rx)) {
+	switch (fbpf_rx_classify(ctx, data, data_end, len, cfg, &rx)) {
 	case FBPF_RX_DROP:
 		fbpf_count_drop(rx.reason, len);
 		return XDP_DROP;

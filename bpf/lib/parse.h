@@ -36,6 +36,31 @@ static __always_inline int fbpf_in_cluster(const struct fbpf_node_config *cfg, _
 	return (bpf_ntohl(addr) & mask) == bpf_ntohl(cfg->network_be);
 }
 
+/*
+ * Would the node forward a packet from saddr to daddr that arrived on the
+ * uplink (a unicast route through some device, e.g. to a local pod)? No for
+ * its own addresses and broadcasts — cni0's gateway, the device's address,
+ * the subnet broadcast — which the stack delivers locally, where the
+ * kernel's tunnel socket listens on every address; no when nothing routes
+ * daddr either.
+ * Contract: ctx is the program's context (skb or xdp_md), only handed to
+ * bpf_fib_lookup (an input lookup on the uplink); nothing is written.
+ */
+static __always_inline int fbpf_rx_forwarded(void *ctx, const struct fbpf_node_config *cfg,
+					     __be32 saddr, __be32 daddr)
+{
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	fib.family = AF_INET;
+	fib.ipv4_src = saddr;
+	fib.ipv4_dst = daddr;
+	fib.ifindex = cfg->uplink_ifindex;
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	return rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH ||
+	       rc == BPF_FIB_LKUP_RET_FRAG_NEEDED;
+}
+
 static __always_inline int fbpf_rx_drop(struct fbpf_rx *rx, __u32 reason)
 {
 	rx->reason = reason;
@@ -44,17 +69,21 @@ static __always_inline int fbpf_rx_drop(struct fbpf_rx *rx, __u32 reason)
 
 /*
  * Classify one received frame.
- * Contract: [data, data_end) is the directly readable part of the frame and
- * pkt_len its full length. A packet is ours when it is IPv4/UDP to the tunnel
- * port, with a complete UDP header, addressed to anything outside the cluster
- * network (the kernel's VXLAN socket listens on every local address, so every
- * such packet would reach it; pod-to-pod UDP on the same port, which host-gw
- * carries unencapsulated, is addressed inside the cluster network and is not
- * ours). Until then the verdict is PASS. Checks then run in a fixed order (source, IP
- * options, fragment, lengths, VXLAN flags, VNI, inner frame) and the first
- * failure is the drop reason. Nothing is written to the packet or to maps.
+ * Contract: ctx is the program's context (for a FIB lookup only);
+ * [data, data_end) is the directly readable part of the frame and pkt_len its
+ * full length. A packet is ours when it is IPv4/UDP to the tunnel port, with
+ * a complete UDP header, addressed to anything the node would not forward:
+ * every address outside the cluster network (the kernel's VXLAN socket
+ * listens on every local address, so every such packet would reach it), and
+ * inside it the node's own addresses (cni0's gateway, the device's address,
+ * broadcasts: delivered to that socket too). Pod-to-pod UDP on the same port,
+ * which DirectRouting carries unencapsulated, is forwarded to a pod and is not
+ * ours. Until then the verdict is PASS. Checks then run in a fixed order
+ * (source, IP options, fragment, lengths, VXLAN flags, VNI, inner frame) and
+ * the first failure is the drop reason. Nothing is written to the packet or
+ * to maps.
  */
-static __always_inline int fbpf_rx_classify(void *data, void *data_end, __u64 pkt_len,
+static __always_inline int fbpf_rx_classify(void *ctx, void *data, void *data_end, __u64 pkt_len,
 					    const struct fbpf_node_config *cfg, struct fbpf_rx *rx)
 {
 	struct ethhdr *eth = data;
@@ -75,7 +104,7 @@ static __always_inline int fbpf_rx_classify(void *data, void *data_end, __u64 pk
 		return FBPF_RX_PASS;
 	if (ip->version != 4 || ip->ihl < 5)
 		return FBPF_RX_PASS;
-	if (ip->protocol != IPPROTO_UDP || fbpf_in_cluster(cfg, ip->daddr))
+	if (ip->protocol != IPPROTO_UDP)
 		return FBPF_RX_PASS;
 	/* A later fragment has no UDP header: it cannot be recognised. */
 	if (ip->frag_off & bpf_htons(FBPF_IP_OFFSET))
@@ -85,6 +114,9 @@ static __always_inline int fbpf_rx_classify(void *data, void *data_end, __u64 pk
 	if ((void *)(udp + 1) > data_end)
 		return FBPF_RX_PASS;
 	if (udp->dest != bpf_htons(cfg->port))
+		return FBPF_RX_PASS;
+	/* Pod traffic to the same port (rare: only then is the FIB asked). */
+	if (fbpf_in_cluster(cfg, ip->daddr) && fbpf_rx_forwarded(ctx, cfg, ip->saddr, ip->daddr))
 		return FBPF_RX_PASS;
 
 	/* Addressed to our tunnel: from here on every refusal is a counted drop. */
