@@ -25,13 +25,13 @@
 import test, { type ExecutionContext } from 'ava';
 import path from 'node:path';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { Lab, ETCD_PREFIX, NETWORK, repoRoot, type ExternalNode, type LabNode, type LabPod } from '../../src/cli/lab/lab.js';
+import { Lab, ETCD_PREFIX, NETWORK, repoRoot, type LabNode, type LabPod } from '../../src/cli/lab/lab.js';
 import { etcdctl } from '../../src/cli/lab/etcd.js';
 import { addNetns, nsExec, nsRun, nsSpawn, vethBetween } from '../../src/cli/lab/netns.js';
 import { NodeMaps } from '../../src/maps/index.js';
 import { readStateFile } from '../../src/control/state.js';
 import type { DropReason } from '../../src/maps/reasons.js';
-import { STOCK_FLANNEL_SCRIPT } from '../fixtures/stock-flannel.js';
+import { stockNode } from '../helpers/stock-node.js';
 import { eth, ipv4, udp, vxlan, IPPROTO_UDP } from '../helpers/packets.js';
 import { requireRoot } from '../helpers/netns.js';
 import { waitFor } from '../helpers/wait.js';
@@ -42,12 +42,6 @@ requireRoot();
 const K = 20;
 const LISTEN_PORT = 7001;
 const STRANGER_IP = '192.168.10.250';
-
-const stockNode: ExternalNode = {
-  kind: 'stock-flannel',
-  argv: (c) => [process.execPath, '--import', path.resolve('node_modules/tsx/dist/esm/index.mjs'), STOCK_FLANNEL_SCRIPT,
-    `--etcd-endpoints=${c.etcd}`, '--etcd-prefix=/coreos.com/network', '--iface=eth0', `--subnet-file=${c.subnetFile}`, '--ip-masq'],
-};
 
 /* ------------------------------------------------------------ helpers */
 

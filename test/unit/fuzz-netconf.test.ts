@@ -466,11 +466,9 @@ test('a field given twice in different case: the last one wins (Go), a bad first
 /*
  * Go's encoding/json matches keys with Unicode simple case folding: "ſ"
  * (U+017F, long s) folds to "s" and "K" (U+212A, Kelvin) to "k", so flanneld
- * reads {"ſubnetLen": 20} as SubnetLen. JavaScript's toLowerCase() leaves
- * "ſ" alone: parseNetConf ignores the key (with an "unknown key" warning).
- * Kept as a known failure until gojson.ts folds keys the way Go does.
+ * reads {"ſubnetLen": 20} as SubnetLen; gojson.ts folds keys the same way.
  */
-test.failing('Go case folding: "ſubnetLen" and "EnableNFTableſ" are SubnetLen and EnableNFTables to flanneld', (t) => {
+test('Go case folding: "ſubnetLen" and "EnableNFTableſ" are SubnetLen and EnableNFTables to flanneld', (t) => {
   const c = parseNetConf('{"Network":"10.0.0.0/8","\u017fubnetLen":20,"EnableNFTable\u017f":true,"Backend":{"Type":"vxlan"}}');
   t.is(c.subnetLen, 20);
   t.true(c.enableNFTables);

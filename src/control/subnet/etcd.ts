@@ -61,6 +61,9 @@ export const ETCD_RENEW_RETRY_MS = 60_000;
 /** flannel's allocator collects at most this many free candidates. */
 export const ALLOCATION_CANDIDATES = 100;
 
+/** Longest wait between two attempts to list the leases while etcd is away (a change made meanwhile is in the maps ≤ 2 s after it returns). */
+export const LEASE_RETRY_MAX_MS = 1000;
+
 /** Test seams: called at the points where races and compactions happen in real clusters. */
 export interface EtcdTestHooks {
   /** After a candidate subnet is chosen, before the create-if-absent transaction. */
@@ -716,9 +719,24 @@ export class EtcdSubnetManager implements SubnetManager {
 
   /* ------------------------------------------------------------ peer watch */
 
+  /**
+   * Wait before retrying the lease listing: at most LEASE_RETRY_MAX_MS, and
+   * cut short as soon as any other etcd call or watch finds the store back, so
+   * that changes made during an outage reach the maps right after it.
+   */
+  private async retryWait(ms: number, sig: AbortSignal): Promise<void> {
+    let off: (() => void) | null = null;
+    const back = new Promise<void>((resolve) => { off = this.tracker.on((s) => { if (s === 'connected') resolve(); }); });
+    try {
+      await Promise.race([sleep(ms, sig), back]);
+    } finally {
+      (off as (() => void) | null)?.();
+    }
+  }
+
   async watchLeases(onEvent: (e: LeaseEvent) => void, signal: AbortSignal): Promise<void> {
     const sig = anySignal(signal, this.closing.signal);
-    const backoff = new Backoff(this.backoffOpts);
+    const backoff = new Backoff({ ...this.backoffOpts, maxMs: Math.min(this.backoffOpts.maxMs, LEASE_RETRY_MAX_MS) });
     const known = new Map<string, { value: string; kind: 'lease' | 'rejected' }>();
     const emit = (e: LeaseEvent): void => deliver(this.log, onEvent, e);
     this.watchStarted = true;
@@ -753,7 +771,7 @@ export class EtcdSubnetManager implements SubnetManager {
         const delay = backoff.next();
         this.log.warn('listing subnet leases failed; retrying', { err: errorMessage(err), retryInMs: delay });
         try {
-          await sleep(delay, sig);
+          await this.retryWait(delay, sig);
         } catch {
           break;
         }
@@ -779,7 +797,7 @@ export class EtcdSubnetManager implements SubnetManager {
       } else {
         this.log.warn('etcd watch disconnected; re-listing after reconnect', { err: errorMessage(end.err) });
         try {
-          await sleep(backoff.next(), sig);
+          await this.retryWait(backoff.next(), sig);
         } catch {
           break;
         }
