@@ -12,7 +12,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import type { AgentFlags } from './config/flags.js';
 import { parseNetConf, checkNetworkConfig, backendPodMtu, backendPort, backendVni, type NetConf } from './config/net-conf.js';
 import type { Lease, Rejection } from './lease/types.js';
@@ -31,6 +30,7 @@ import { Dataplane, hookStates, hooksFor, type HookState, type AttachPlan } from
 import { resolveEngine, type Engine } from '../loader/engine.js';
 import { FlannelBpfError } from '../loader/errors.js';
 import { setLibbpfLogSink } from '../loader/log.js';
+import { interfaceDriver } from '../loader/ethtool.js';
 import { NodeMaps } from '../maps/index.js';
 import { CONFIG_FLAGS, type BackendType } from '../maps/config.js';
 import { formatCidr, formatIPv4, cidrContains, parseCidr, type Cidr } from '../maps/addr.js';
@@ -568,12 +568,12 @@ export class Agent {
 
   #driverOf(dev: string): string {
     try {
-      const out = execFileSync('ethtool', ['-i', dev], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-      return /^driver:\s*(\S+)/m.exec(out)?.[1] ?? 'unknown';
+      return interfaceDriver(dev) ?? 'unknown';
     } catch {
       return 'unknown';
     }
   }
+
 
   #sysctl(key: string, value: string): void {
     const file = `/proc/sys/${key}`;

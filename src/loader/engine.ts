@@ -23,7 +23,7 @@ export const NATIVE_XDP_PHYSICAL_DRIVERS: readonly string[] = [
 export class EngineError extends FlannelBpfError {}
 
 export interface UplinkDriver {
-  /** Kernel driver name (ethtool -i), e.g. "veth", "virtio_net", "mlx5_core". */
+  /** Kernel driver name (as ethtool -i reports it), e.g. "veth", "virtio_net", "mlx5_core". */
   driver: string;
 }
 

@@ -204,6 +204,8 @@ export interface Libbpf {
   vsnprintf(buf: Buffer, size: number, fmt: Pointer, ap: Pointer | Buffer): number;
   setns(fd: number, nstype: number): number;
   unshare(flags: number): number;
+  socket(domain: number, type: number, protocol: number): number;
+  ioctl(fd: number, request: number, arg: Buffer): number;
   errno(): number;
   register(fn: (level: number, fmt: Pointer, ap: Pointer) => number): Pointer;
   view(ptr: Pointer, len: number): ArrayBuffer;
@@ -283,6 +285,8 @@ export function libbpf(): Libbpf {
     vsnprintf: c('int vsnprintf(_Out_ uint8_t *buf, size_t size, void *fmt, void *ap)'),
     setns: c('int setns(int fd, int nstype)'),
     unshare: c('int unshare(int flags)'),
+    socket: c('int socket(int domain, int type, int protocol)'),
+    ioctl: c('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)'),
   };
   bound = {
     ...(raw as unknown as Omit<Libbpf, 'errno' | 'register' | 'view'>),

@@ -1,11 +1,13 @@
 /**
  * The flannel-bpf device in this process's private network namespace: created
  * as specified, reused as is by a restart, and a clear error naming stock
- * flanneld's flannel.1 when that device still holds our VNI.
+ * flanneld's flannel.1 when that device still holds our VNI; the uplink driver
+ * read without ethtool.
  */
 import test from 'ava';
 import { ensureDevice, DeviceError } from '../../src/control/device.js';
 import { parseCidr } from '../../src/maps/addr.js';
+import { interfaceDriver } from '../../src/loader/ethtool.js';
 import { privateNetns } from '../helpers/netns.js';
 
 const { sh } = privateNetns();
@@ -35,4 +37,11 @@ test.serial('stock flanneld\'s flannel.1 holding our VNI: the error names it and
   t.regex(err?.message ?? '', /flannel\.1 already uses VNI 1 on port 8472 \(stock flanneld's device\)/);
   t.regex(err?.remedy ?? '', /ip link del flannel\.1.*migrate-from-flannel\.md/);
   sh('ip link del flannel.1');
+});
+
+test.serial('the uplink\'s driver is read in this namespace without the ethtool binary (ETHTOOL_GDRVINFO)', (t) => {
+  t.is(interfaceDriver('fbup0'), 'veth');
+  t.is(interfaceDriver('lo'), null, 'loopback reports no driver (EOPNOTSUPP)');
+  t.is(interfaceDriver('fbnosuch0'), null);
+  t.is(interfaceDriver('x'.repeat(20)), null, 'a name longer than IFNAMSIZ');
 });
