@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { NodeMaps } from '../maps/index.js';
 import { hookStates, PROGRAMS } from '../loader/dataplane.js';
 import { installLibbpfLog, setLibbpfLogSink } from '../loader/log.js';
-import { programInfoById } from '../loader/object.js';
+import { programNameById, rememberPinnedPrograms } from '../loader/object.js';
 import { FlannelBpfError, BpfPermissionError } from '../loader/errors.js';
 import { readStateFile, agentAlive } from '../control/state.js';
 import { readSubnetEnv } from '../control/subnet-env.js';
@@ -168,13 +168,14 @@ export function gatherFacts(dirs: StatusDirs, now = new Date()): StatusFacts {
       throw new StatusError(`the pinned maps under ${pinDir} hold no node configuration`, 'the agent has not finished setting up this node: wait for it, or read its log');
     }
     const state = readStateFile(stateDir);
+    rememberPinnedPrograms(pinDir); /* our programs by their pins: no CAP_SYS_ADMIN needed */
     const hooks = hookStates({ uplinkIfindex: config.uplinkIfindex, devIfindex: config.devIfindex });
     const programNames = new Map<number, string>();
     for (const h of hooks) {
       if (h.progId) {
-        const info = programInfoById(h.progId);
+        const name = programNameById(h.progId);
         /* The kernel keeps 15 characters of a program's name. */
-        if (info) programNames.set(h.progId, Object.values(PROGRAMS).find((p) => p.program.startsWith(info.name))?.program ?? info.name);
+        if (name) programNames.set(h.progId, Object.values(PROGRAMS).find((p) => p.program.startsWith(name))?.program ?? name);
       }
     }
     const links = readLinks();

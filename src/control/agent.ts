@@ -325,6 +325,11 @@ export class Agent {
         { map: m.map, copied: m.copied, dropped: m.dropped });
     }
     dp.finishMigrations();
+    try {
+      dp.pinPrograms();
+    } catch (err) {
+      this.#log.warn(`cannot pin the programs: ${(err as Error).message}`, { pinDir: this.flags.bpffsPinDir });
+    }
     this.migrations.push(...dp.migrations.map((m) => ({ map: m.map, copied: m.copied, dropped: m.dropped, at: new Date() })));
     dp.migrations = [];
   }

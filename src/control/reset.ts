@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs';
 import { detachAll } from '../loader/dataplane.js';
+import { rememberPinnedPrograms } from '../loader/object.js';
 import { NodeMaps } from '../maps/index.js';
 import { removeDevice, linkInfo, defaultIpRunner, type IpRunner, DEVICE_NAME } from './device.js';
 import { masqRules, forwardRules, removeRules, defaultExec, type Exec } from './masquerade.js';
@@ -45,6 +46,7 @@ export function resetNode(opts: ResetOptions): string[] {
   let cniIfindex = 0;
   try { cniIfindex = linkInfo('cni0', ip).ifindex; } catch { /* no pods yet */ }
   if (uplinkIfindex || devIfindex) {
+    rememberPinnedPrograms(opts.pinDir); /* recognise our XDP program without CAP_SYS_ADMIN */
     detachAll({ uplinkIfindex, devIfindex, cniIfindex });
     done.push('detached programs');
   }

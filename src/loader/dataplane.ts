@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfObject, type BpfProgram, programInfoById } from './object.js';
+import { BpfObject, type BpfProgram, programNameById, rememberPinnedPrograms, pinnedProgramFd, PROGRAM_PIN_PREFIX } from './object.js';
 import type { BpfMap } from './map.js';
 import { attachTc, detachTc, queryTc, type TcSlot } from './tc.js';
 import { attachXdp, detachXdp, queryXdp, type XdpMode, type XdpModeRequest } from './xdp.js';
@@ -111,7 +111,7 @@ export class Dataplane {
   /** Pinned maps whose definition changed, migrated at load (old pins unlinked by finishMigrations()). */
   migrations: MapMigration[] = [];
 
-  private constructor(objects: Map<ProgramKey, BpfObject>) {
+  private constructor(objects: Map<ProgramKey, BpfObject>, readonly pinDir?: string) {
     for (const [k, o] of objects) {
       this.objects.set(k, o);
       this.programs.set(k, o.program(PROGRAMS[k].program));
@@ -124,6 +124,8 @@ export class Dataplane {
   /** Load the objects; all of them end up on the same maps. */
   static load(opts: DataplaneOptions = {}): Dataplane {
     const dir = opts.objectDir ?? defaultObjectDir();
+    /* The programs a previous agent left attached are recognised by their pins (no CAP_SYS_ADMIN needed). */
+    if (opts.pinDir) rememberPinnedPrograms(opts.pinDir);
     const keys = opts.only ?? (opts.withoutFastPath ? BASE_PROGRAMS : (Object.keys(PROGRAMS) as ProgramKey[]));
     const maxEntries = opts.maxPeers ? Object.fromEntries(PEER_SIZED_MAPS.map((m) => [m, opts.maxPeers!])) : undefined;
     const objects = new Map<ProgramKey, BpfObject>();
@@ -153,7 +155,7 @@ export class Dataplane {
       for (const o of objects.values()) o.close();
       throw err;
     }
-    const dp = new Dataplane(objects);
+    const dp = new Dataplane(objects, opts.pinDir);
     if (opts.pinDir) {
       try {
         /* Copy what the old maps held (this run's moves, and any an interrupted run left). */
@@ -167,6 +169,26 @@ export class Dataplane {
       }
     }
     return dp;
+  }
+
+  /**
+   * Pin the loaded programs in the node's pin directory (`prog_<name>`), so
+   * that a later agent, `status` and `reset` recognise them as ours without
+   * CAP_SYS_ADMIN. Pins of programs no longer loaded are removed.
+   */
+  pinPrograms(): void {
+    if (!this.pinDir) return;
+    const want = new Set<string>();
+    for (const [key, prog] of this.programs) {
+      const file = path.join(this.pinDir, `${PROGRAM_PIN_PREFIX}${PROGRAMS[key].program}`);
+      want.add(path.basename(file));
+      fs.rmSync(file, { force: true });
+      const rc = libbpf().bpf_obj_pin(prog.fd, file);
+      if (rc < 0) throw new FlannelBpfError(`cannot pin program ${PROGRAMS[key].program} at ${file} (errno ${-rc})`, 'check that the pin directory is on a writable bpffs');
+    }
+    for (const name of fs.readdirSync(this.pinDir)) {
+      if (name.startsWith(PROGRAM_PIN_PREFIX) && !want.has(name)) fs.rmSync(path.join(this.pinDir, name), { force: true });
+    }
   }
 
   /** After the new programs are attached: drop the old maps' pins (the old programs are gone). */
@@ -210,19 +232,21 @@ export class Dataplane {
     const fd = this.program('uplinkXdp').fd;
     const current = queryXdp(ifindex);
     if (current.progId === 0) return attachXdp(ifindex, fd, { mode });
-    const info = programInfoById(current.progId);
-    if (!info || !info.name.startsWith('fbpf_')) {
-      throw new FlannelBpfError(`another XDP program (id ${current.progId}, ${info?.name ?? '?'}) is attached to ifindex ${ifindex}`,
+    const name = programNameById(current.progId);
+    if (!name?.startsWith('fbpf_')) {
+      throw new FlannelBpfError(`another XDP program (id ${current.progId}, ${name ?? 'not one of ours'}) is attached to ifindex ${ifindex}`,
         'detach it (ip link set dev <uplink> xdp off) or choose --decap=kernel|tc');
     }
-    const oldFd = libbpf().bpf_prog_get_fd_by_id(current.progId);
+    const want: XdpMode = mode === 'auto' ? (current.mode ?? 'native') : mode;
+    if (want !== current.mode) {
+      detachXdp(ifindex, current.mode ?? undefined);
+      return attachXdp(ifindex, fd, { mode });
+    }
+    /* Replace only what we expect to be there; without an fd for it (no pin, no CAP_SYS_ADMIN) a plain replace is still atomic. */
+    let oldFd = libbpf().bpf_prog_get_fd_by_id(current.progId);
+    if (oldFd < 0 && this.pinDir) oldFd = pinnedProgramFd(this.pinDir, current.progId);
     try {
-      const want: XdpMode = mode === 'auto' ? (current.mode ?? 'native') : mode;
-      if (want !== current.mode) {
-        detachXdp(ifindex, current.mode ?? undefined);
-        return attachXdp(ifindex, fd, { mode });
-      }
-      return attachXdp(ifindex, fd, { mode: want, replaceFd: oldFd });
+      return attachXdp(ifindex, fd, oldFd >= 0 ? { mode: want, replaceFd: oldFd } : { mode: want });
     } finally {
       if (oldFd >= 0) libbpf().close(oldFd);
     }
@@ -239,14 +263,14 @@ export class Dataplane {
 function isOurXdp(ifindex: number): boolean {
   try {
     const q = queryXdp(ifindex);
-    return q.progId !== 0 && (programInfoById(q.progId)?.name.startsWith('fbpf_') ?? false);
+    return ours(q.progId);
   } catch {
     return false;
   }
 }
 
 function ours(progId: number | null): boolean {
-  return progId !== null && progId !== 0 && (programInfoById(progId)?.name.startsWith('fbpf_') ?? false);
+  return progId !== null && progId !== 0 && (programNameById(progId)?.startsWith('fbpf_') ?? false);
 }
 
 /** What is attached at each of our hooks right now. */

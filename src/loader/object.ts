@@ -59,7 +59,7 @@ export function listProgramIds(): number[] {
   return ids;
 }
 
-/** Info of a program by id, or null when it no longer exists. */
+/** Info of a program by id, or null when it no longer exists (or without CAP_SYS_ADMIN, which BPF_PROG_GET_FD_BY_ID needs). */
 export function programInfoById(id: number): ProgramInfo | null {
   const fd = libbpf().bpf_prog_get_fd_by_id(id);
   if (fd < 0) return null;
@@ -68,6 +68,68 @@ export function programInfoById(id: number): ProgramInfo | null {
   } finally {
     libbpf().close(fd);
   }
+}
+
+/*
+ * Which attached programs are ours. Asking the kernel for a program's name by
+ * id needs CAP_SYS_ADMIN, which the agent should not need, so ids are known
+ * first from what this process loaded and from the program pins an agent
+ * leaves in its node's pin directory (pinPrograms): those are opened by path
+ * and read through their fd. The kernel lookup by id is the last resort.
+ */
+const ownPrograms = new Map<number, string>();
+
+/** Pin-file prefix of the programs an agent pins in its node directory (bpffs names cannot hold dots). */
+export const PROGRAM_PIN_PREFIX = 'prog_';
+
+export function rememberOwnProgram(id: number, name: string): void {
+  ownPrograms.set(id, name);
+}
+
+/** Forget what this process knows (tests that stand in for another process). */
+export function forgetOwnPrograms(): void {
+  ownPrograms.clear();
+}
+
+/** Read the program pins of a node's pin directory into the known set; returns how many. */
+export function rememberPinnedPrograms(pinDir: string): number {
+  let names: string[];
+  try { names = fs.readdirSync(pinDir).filter((n) => n.startsWith(PROGRAM_PIN_PREFIX)); } catch { return 0; }
+  let n = 0;
+  for (const name of names) {
+    const fd = libbpf().bpf_obj_get(path.join(pinDir, name));
+    if (fd < 0) continue;
+    try {
+      const info = programInfo(fd);
+      rememberOwnProgram(info.id, info.name);
+      n++;
+    } catch {
+      /* not a program pin */
+    } finally {
+      libbpf().close(fd);
+    }
+  }
+  return n;
+}
+
+/** A program's name if it is one of ours (known or pinned), else the kernel's answer (CAP_SYS_ADMIN), else null. */
+export function programNameById(id: number): string | null {
+  return ownPrograms.get(id) ?? programInfoById(id)?.name ?? null;
+}
+
+/** Open a pinned program of ours with this id (for an atomic XDP replace without CAP_SYS_ADMIN); -1 when none. */
+export function pinnedProgramFd(pinDir: string, id: number): number {
+  let names: string[];
+  try { names = fs.readdirSync(pinDir).filter((n) => n.startsWith(PROGRAM_PIN_PREFIX)); } catch { return -1; }
+  for (const name of names) {
+    const fd = libbpf().bpf_obj_get(path.join(pinDir, name));
+    if (fd < 0) continue;
+    try {
+      if (programInfo(fd).id === id) return fd;
+    } catch { /* not a program */ }
+    libbpf().close(fd);
+  }
+  return -1;
 }
 
 export class BpfProgram {
@@ -174,8 +236,9 @@ export class BpfObject {
     const obj = this.#ptr();
     for (let p = lib.bpf_object__next_program(obj, null); p; p = lib.bpf_object__next_program(obj, p)) {
       const name = lib.bpf_program__name(p);
-      this.programs.set(name, new BpfProgram(name, lib.bpf_program__section_name(p), lib.bpf_program__fd(p),
-        Number(lib.bpf_program__insn_cnt(p))));
+      const prog = new BpfProgram(name, lib.bpf_program__section_name(p), lib.bpf_program__fd(p), Number(lib.bpf_program__insn_cnt(p)));
+      this.programs.set(name, prog);
+      rememberOwnProgram(prog.info().id, prog.info().name);
     }
     for (let m = lib.bpf_object__next_map(obj, null); m; m = lib.bpf_object__next_map(obj, m)) {
       const name = lib.bpf_map__name(m);

@@ -34,7 +34,7 @@ for (const file of objects) {
       t.log(`${file}: ${p.name} (${p.section}) ${p.elfInsns} insns in ELF, ${info.xlatedInsns} xlated, ` +
         `${info.jitedBytes} B jited, verifier processed ${info.verifiedInsns}; open+load ${obj.loadMs.toFixed(1)} ms`);
     }
-    t.deepEqual([...obj.maps.keys()].sort(), ['fbpf_config', 'fbpf_drops', 'fbpf_fast_stats', 'fbpf_peer_stats', 'fbpf_peers', 'fbpf_sources']);
+    t.deepEqual([...obj.maps.keys()].sort(), ['fbpf_config', 'fbpf_drops', 'fbpf_endpoints', 'fbpf_fast_stats', 'fbpf_peer_stats', 'fbpf_peers', 'fbpf_sources']);
     t.is(obj.map('fbpf_drops').maxEntries, DROP_REASONS.length, 'C and TypeScript agree on the drop reasons');
   });
 }

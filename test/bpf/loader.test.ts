@@ -281,3 +281,46 @@ catch (e) { console.log(JSON.stringify({ name: e.name, errno: e.errno, remedy: e
   t.is(res.errno, 1);
   t.regex(res.remedy ?? '', /root|CAP_BPF \+ CAP_NET_ADMIN/);
 });
+
+test('without CAP_SYS_ADMIN (CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN only): attach, recognise our programs by their pins after a restart, replace XDP atomically', (t) => {
+  const ns = `${uniquePrefix('fbcap')}`;
+  const dir = path.join(pinRoot, 'node-cap');
+  execFileSync('ip', ['netns', 'add', ns]);
+  t.teardown(() => { execFileSync('ip', ['netns', 'del', ns]); });
+  execFileSync('ip', ['-n', ns, 'link', 'add', 'fbc0a', 'type', 'veth', 'peer', 'name', 'fbc0b']);
+  execFileSync('ip', ['-n', ns, 'link', 'set', 'fbc0a', 'up']);
+  execFileSync('ip', ['-n', ns, 'link', 'set', 'fbc0b', 'up']);
+  fs.mkdirSync(dir, { recursive: true });
+  const script = `import { Dataplane, hookStates } from ${JSON.stringify(path.resolve('src/loader/dataplane.ts'))};
+import { programInfoById } from ${JSON.stringify(path.resolve('src/loader/object.ts'))};
+import { libbpf } from ${JSON.stringify(path.resolve('src/loader/libbpf.ts'))};
+const plan = { uplinkIfindex: libbpf().if_nametoindex('fbc0a'), devIfindex: libbpf().if_nametoindex('fbc0b') };
+const seen = (hs) => hs.filter((h) => h.progId).map((h) => ({ hook: h.hook, id: h.progId, ours: h.ours }));
+const dp = Dataplane.load({ pinDir: process.argv[2], only: ['devEgress', 'uplinkIngress', 'uplinkXdp'] });
+const before = seen(hookStates(plan));
+dp.attach({ ...plan, engine: 'xdp', backend: 'vxlan', xdpMode: 'generic' });
+dp.pinPrograms();
+const after = seen(hookStates(plan));
+console.log(JSON.stringify({ before, after, byIdWorks: programInfoById(after[0].id) !== null }));
+dp.close();`;
+  const tmp = fs.mkdtempSync('/tmp/fbt-cap-');
+  t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const file = path.join(tmp, 'probe.mts');
+  fs.writeFileSync(file, script);
+  const tsx = `file://${path.resolve('node_modules/tsx/dist/esm/index.mjs')}`;
+  type Seen = Array<{ hook: string; id: number; ours: boolean }>;
+  const run = () => JSON.parse(execFileSync('nsenter', [`--net=/run/netns/${ns}`, '--', 'setpriv', '--bounding-set=-all,+bpf,+perfmon,+net_admin,+net_raw', '--',
+    process.execPath, '--import', tsx, file, dir], { encoding: 'utf8', env: { ...process.env, TSX_TSCONFIG_PATH: path.resolve('tsconfig.json') } }).trim().split('\n').pop() ?? '{}') as { before: Seen; after: Seen; byIdWorks: boolean };
+  const first = run();
+  t.false(first.byIdWorks, 'BPF_PROG_GET_FD_BY_ID is refused: the child really lacks CAP_SYS_ADMIN');
+  t.deepEqual(first.before, []);
+  t.deepEqual(first.after.map((h) => [h.hook, h.ours]), [['uplink-xdp', true], ['uplink-tc-ingress', true], ['dev-tc-egress', true]]);
+  t.true(fs.readdirSync(dir).filter((n) => n.startsWith('prog_')).length === 3, 'the programs are pinned');
+
+  const second = run();
+  t.deepEqual(second.before.map((h) => [h.hook, h.id, h.ours]), first.after.map((h) => [h.hook, h.id, true]), 'a new process recognises the attached programs by their pins');
+  t.deepEqual(second.after.map((h) => h.ours), [true, true, true]);
+  for (let i = 0; i < 3; i++) t.not(second.after[i]?.id, first.after[i]?.id, `${second.after[i]?.hook}: replaced by the new load`);
+  /* Leave nothing attached. */
+  execFileSync('ip', ['-n', ns, 'link', 'set', 'fbc0a', 'xdpgeneric', 'off']);
+});
