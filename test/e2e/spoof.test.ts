@@ -158,6 +158,28 @@ function table(rows: Case[]): string {
     `${r.drops ? `, drops ${JSON.stringify(r.drops)} (bytes ${JSON.stringify(r.dropBytes)}, ${r.frameBytes} per frame)` : ''}${r.peerRx !== undefined ? `, counted as rx from the peer ${r.peerRx}` : ''}`).join('\n');
 }
 
+type CaseSpec = Omit<Case, 'delivered' | 'drops' | 'dropBytes' | 'peerRx' | 'frameBytes'>;
+
+/**
+ * Send one case's packets from the stranger to `dst`'s tunnel port, then
+ * record what reached the pod and (flannel-bpf targets) the drop and peer rx
+ * deltas; the row is appended to `rows`.
+ */
+async function runCase(x: string, peer: LabNode, rows: Case[], port: number, c: CaseSpec, dst: LabNode, payload: Buffer, rx: () => string[]): Promise<Case> {
+  const before = dst.kind === 'flannel-bpf' ? { drops: drops(dst), rx: peerRx(dst, peer) } : null;
+  send(x, c.source, dst.ip, port, payload);
+  await new Promise((r) => setTimeout(r, 300));
+  const row: Case = { ...c, delivered: rx().filter((l) => l.endsWith(` ${c.name}`)).length, frameBytes: 14 + 20 + 8 + payload.length };
+  if (before) {
+    const now = drops(dst);
+    row.drops = dropDelta(before.drops, now);
+    row.dropBytes = dropDelta(before.drops, now, 'bytes');
+    row.peerRx = peerRx(dst, peer) - before.rx;
+  }
+  rows.push(row);
+  return row;
+}
+
 /* ------------------------------------------------------------ VXLAN */
 
 test.serial('VXLAN from a stranger on the segment: flannel-bpf drops unknown sources (counted), a spoofed peer IP gets through; stock flannel takes everything with the right VNI and MAC', async (t) => {
@@ -190,21 +212,7 @@ test.serial('VXLAN from a stranger on the segment: flannel-bpf drops unknown sou
 
   const rows: Case[] = [];
   const scrapeBefore = scrapeDrops(n1);
-  const run = async (c: Omit<Case, 'delivered' | 'drops' | 'dropBytes' | 'peerRx' | 'frameBytes'>, dst: LabNode, payload: Buffer, rx: () => string[]): Promise<Case> => {
-    const before = dst.kind === 'flannel-bpf' ? { drops: drops(dst), rx: peerRx(dst, n2) } : null;
-    send(x, c.source, dst.ip, 8472, payload);
-    await new Promise((r) => setTimeout(r, 300));
-    const delivered = rx().filter((l) => l.endsWith(` ${c.name}`)).length;
-    const row: Case = { ...c, delivered, frameBytes: 14 + 20 + 8 + payload.length };
-    if (before) {
-      const now = drops(dst);
-      row.drops = dropDelta(before.drops, now);
-      row.dropBytes = dropDelta(before.drops, now, 'bytes');
-      row.peerRx = peerRx(dst, n2) - before.rx;
-    }
-    rows.push(row);
-    return row;
-  };
+  const run = (c: CaseSpec, dst: LabNode, payload: Buffer, rx: () => string[]): Promise<Case> => runCase(x, n2, rows, 8472, c, dst, payload, rx);
   const vx = (vni: number, inner: Buffer) => vxlan({ vni }, inner);
 
   /* flannel-bpf target (n1) */
@@ -295,20 +303,7 @@ test.serial('UDP backend from a stranger on the segment: flannel-bpf drops unkno
 
   const rows: Case[] = [];
   const scrapeBefore = scrapeDrops(n1);
-  const run = async (c: Omit<Case, 'delivered' | 'drops' | 'dropBytes' | 'peerRx' | 'frameBytes'>, dst: LabNode, payload: Buffer, rx: () => string[]): Promise<Case> => {
-    const before = dst.kind === 'flannel-bpf' ? { drops: drops(dst), rx: peerRx(dst, n2) } : null;
-    send(x, c.source, dst.ip, 8285, payload);
-    await new Promise((r) => setTimeout(r, 300));
-    const row: Case = { ...c, delivered: rx().filter((l) => l.endsWith(` ${c.name}`)).length, frameBytes: 14 + 20 + 8 + payload.length };
-    if (before) {
-      const now = drops(dst);
-      row.drops = dropDelta(before.drops, now);
-      row.dropBytes = dropDelta(before.drops, now, 'bytes');
-      row.peerRx = peerRx(dst, n2) - before.rx;
-    }
-    rows.push(row);
-    return row;
-  };
+  const run = (c: CaseSpec, dst: LabNode, payload: Buffer, rx: () => string[]): Promise<Case> => runCase(x, n2, rows, 8285, c, dst, payload, rx);
   const a1 = await run({ name: 'unknown-source', target: 'n1 (flannel-bpf)', kind: 'udp', source: STRANGER_IP }, n1, innerPacket(innerSrc, p1.ip, 'unknown-source'), rx1);
   const a2 = await run({ name: 'spoofed-peer', target: 'n1 (flannel-bpf)', kind: 'udp', source: n2.ip }, n1, innerPacket(innerSrc, p1.ip, 'spoofed-peer'), rx1);
   const scraped = { unknown_source: (scrapeDrops(n1).unknown_source ?? NaN) - (scrapeBefore.unknown_source ?? 0) };

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { builtinModules } from 'node:module';
 import { execFileSync } from 'node:child_process';
-import { ROOT, readText, loadManifest } from './deploy-support.js';
+import { ROOT, readText, loadManifest, runtimeSources } from './deploy-support.js';
 import { PROGRAMS } from '../../src/loader/dataplane.js';
 
 interface Instr { cmd: string; args: string; line: number; stage: number }
@@ -212,15 +212,7 @@ test('the entrypoint is "flannel-bpf agent", and that command exists in the imag
 
 test('the runtime needs only production dependencies: every package the compiled code imports is in "dependencies"', (t) => {
   const pkg = JSON.parse(readText('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-  const files: string[] = [path.join(ROOT, 'deploy/flannel-cleanup.ts')];
-  const walk = (dir: string): void => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (p.endsWith('.ts')) files.push(p);
-    }
-  };
-  walk(path.join(ROOT, 'src'));
+  const files = runtimeSources();
   const bad: string[] = [];
   for (const f of files) {
     const text = fs.readFileSync(f, 'utf8');

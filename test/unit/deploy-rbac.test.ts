@@ -18,7 +18,7 @@ import type { LeaseEvent } from '../../src/control/subnet/types.js';
 import { createLogger, createTestSink } from '../../src/control/log.js';
 import { parseIPv4 } from '../../src/maps/addr.js';
 import { kubeNodeLabels } from '../../deploy/flannel-cleanup.js';
-import { ROOT, at, loadManifest, containerEnv, type Obj } from './deploy-support.js';
+import { ROOT, at, loadManifest, containerEnv, runtimeSources, type Obj } from './deploy-support.js';
 
 const m = loadManifest();
 const P = 'flannel.alpha.coreos.com/';
@@ -135,16 +135,7 @@ test('RBAC: the ClusterRole is bound to the DaemonSet\'s ServiceAccount', (t) =>
 });
 
 test('RBAC: only the Kubernetes subnet manager (and the migration helper) talk to the API server', (t) => {
-  const files: string[] = [];
-  const walk = (dir: string): void => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (p.endsWith('.ts')) files.push(p);
-    }
-  };
-  walk(path.join(ROOT, 'src'));
-  files.push(path.join(ROOT, 'deploy/flannel-cleanup.ts'));
+  const files = runtimeSources();
   const clients = files.filter((f) => /from '@kubernetes\/client-node'|import\('@kubernetes\/client-node'\)/.test(fs.readFileSync(f, 'utf8')))
     .map((f) => path.relative(ROOT, f)).sort();
   t.deepEqual(clients, ['deploy/flannel-cleanup.ts', 'src/control/subnet/kube.ts']);

@@ -28,6 +28,21 @@ interface JsYaml { loadAll(text: string): unknown[]; load(text: string): unknown
 const requireFromClientNode = createRequire(path.join(ROOT, 'node_modules/@kubernetes/client-node/package.json'));
 const jsYaml = requireFromClientNode('js-yaml') as JsYaml;
 
+/** The agent's TypeScript sources (src/**) and the migration helper: what the image runs. */
+export function runtimeSources(): string[] {
+  const files: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (p.endsWith('.ts')) files.push(p);
+    }
+  };
+  walk(path.join(ROOT, 'src'));
+  files.push(path.join(ROOT, 'deploy/flannel-cleanup.ts'));
+  return files;
+}
+
 export function readText(rel: string): string {
   return fs.readFileSync(path.join(ROOT, rel), 'utf8');
 }

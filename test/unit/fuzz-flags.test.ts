@@ -20,22 +20,14 @@
  * Seed: random per run and printed on failure by fast-check; FC_SEED=<n>
  * replays a run.
  */
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { check, RUNS } from '../helpers/fuzz.js';
 import { parseFlags, defaultFlags, envVarName, FLAG_SPECS, type FlagSpec, type AgentFlags } from '../../src/control/config/flags.js';
 import { ConfigError } from '../../src/control/config/errors.js';
 import { formatIPv4 } from '../../src/maps/addr.js';
 
-const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
-const RUNS = Number(process.env.FC_RUNS ?? 4000);
-const params = { seed: SEED, numRuns: RUNS, includeErrorInReport: true };
-
-function check<Ts extends [unknown, ...unknown[]]>(t: ExecutionContext, property: fc.IRawProperty<Ts>, extra: Partial<fc.Parameters<Ts>> = {}): void {
-  t.log(`FC_SEED=${SEED}`);
-  fc.assert(property, { ...params, ...extra } as fc.Parameters<Ts>);
-  t.pass();
-}
 
 const SPEC = new Map(FLAG_SPECS.map((s) => [s.name, s]));
 const NAMES = FLAG_SPECS.map((s) => s.name);

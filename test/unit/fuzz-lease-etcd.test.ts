@@ -21,23 +21,15 @@
  * Seed: random per run and printed on failure by fast-check; FC_SEED=<n>
  * replays a run.
  */
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { check, RUNS } from '../helpers/fuzz.js';
 import { parseEtcdSubnetKey, parseEtcdLease, etcdLeaseValue, etcdValueOfLease, etcdSubnetKey, type EtcdSubnetKey } from '../../src/control/lease/etcd.js';
 import { REJECT_REASONS, type Lease, type RejectReason } from '../../src/control/lease/types.js';
 import type { OwnLeaseAttrs } from '../../src/control/lease/backend-data.js';
 import { formatIPv4, prefixMask } from '../../src/maps/addr.js';
 
-const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
-const RUNS = Number(process.env.FC_RUNS ?? 4000);
-const params = { seed: SEED, numRuns: RUNS, includeErrorInReport: true };
-
-function check<Ts extends [unknown, ...unknown[]]>(t: ExecutionContext, property: fc.IRawProperty<Ts>, extra: Partial<fc.Parameters<Ts>> = {}): void {
-  t.log(`FC_SEED=${SEED}`);
-  fc.assert(property, { ...params, ...extra } as fc.Parameters<Ts>);
-  t.pass();
-}
 
 /** The reasons parseEtcdLease may give (a store record, before any cross-lease validation). */
 const RECORD_REASONS = new Set<RejectReason>(['bad_subnet', 'malformed_json', 'bad_public_ip', 'bad_vtep_mac']);

@@ -19,9 +19,10 @@
  * Seed: random per run and printed on failure by fast-check; FC_SEED=<n>
  * replays a run.
  */
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { check, RUNS } from '../helpers/fuzz.js';
 import {
   normalizeAnnotationPrefix, annotationNames, nodeToLease, ownAnnotations, needsAnnotationPatch, annotationPatch, storedVtepMac,
   isFlannelNode, nodeLeaseChanged, DEFAULT_ANNOTATION_PREFIX, type AnnotationNames, type NodeLike,
@@ -31,15 +32,6 @@ import { REJECT_REASONS, type Lease, type RejectReason } from '../../src/control
 import { ConfigError } from '../../src/control/config/errors.js';
 import { formatIPv4, prefixMask } from '../../src/maps/addr.js';
 
-const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
-const RUNS = Number(process.env.FC_RUNS ?? 4000);
-const params = { seed: SEED, numRuns: RUNS, includeErrorInReport: true };
-
-function check<Ts extends [unknown, ...unknown[]]>(t: ExecutionContext, property: fc.IRawProperty<Ts>, extra: Partial<fc.Parameters<Ts>> = {}): void {
-  t.log(`FC_SEED=${SEED}`);
-  fc.assert(property, { ...params, ...extra } as fc.Parameters<Ts>);
-  t.pass();
-}
 
 const RECORD_REASONS = new Set<RejectReason>(['bad_subnet', 'bad_public_ip', 'bad_vtep_mac', 'malformed_json']);
 const ERR_SLASHES = 'subnet/kube: prefix can contain at most single slash';

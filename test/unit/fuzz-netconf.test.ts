@@ -18,29 +18,20 @@
  * assert with node:assert, so fast-check sees the failure, shrinks it and
  * reports seed, path and counterexample); FC_SEED=<n> replays a run.
  */
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { check, RUNS } from '../helpers/fuzz.js';
 import { parseNetConf, checkNetworkConfig, type NetConf, type BackendConfig } from '../../src/control/config/net-conf.js';
 import { ConfigError } from '../../src/control/config/errors.js';
 import { formatIPv4, prefixMask, parseIPv4 } from '../../src/maps/addr.js';
 
-const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
-const RUNS = Number(process.env.FC_RUNS ?? 4000);
-const params = { seed: SEED, numRuns: RUNS, includeErrorInReport: true };
 
 const PARSE_FIELDS = new Set([
   '(document)', 'EnableIPv4', 'EnableIPv6', 'EnableNFTables', 'Network', 'SubnetLen', 'SubnetMin', 'SubnetMax',
   'Backend', 'Backend.Type', 'Backend.VNI', 'Backend.Port', 'Backend.MTU', 'Backend.GBP', 'Backend.Learning', 'Backend.DirectRouting',
 ]);
 const CHECK_FIELDS = new Set(['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax']);
-
-/** fc.assert with the run's seed; the seed is logged, and fast-check reports it with the counterexample on failure. */
-function check<Ts extends [unknown, ...unknown[]]>(t: ExecutionContext, property: fc.IRawProperty<Ts>, extra: Partial<fc.Parameters<Ts>> = {}): void {
-  t.log(`FC_SEED=${SEED}`);
-  fc.assert(property, { ...params, ...extra } as fc.Parameters<Ts>);
-  t.pass();
-}
 
 type Result<T> = { ok: true; value: T } | { ok: false; error: ConfigError };
 
