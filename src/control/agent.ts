@@ -19,18 +19,19 @@ import type { OwnLeaseAttrs } from './lease/backend-data.js';
 import type { Logger } from './log.js';
 import { Reconciler, type ApplyResult } from './reconcile/apply.js';
 import type { OwnNode } from './reconcile/desired.js';
-import { ensureDevice, linkInfo, defaultIpRunner, type IpRunner, type DeviceState, DEVICE_NAME } from './device.js';
-import { chooseUplink, readInterfaces, readRoutes, onLinkSubnets, type UplinkChoice } from './uplink.js';
+import { ensureDevice, linkInfo, defaultIpRunner, defaultAsyncIpRunner, type IpRunner, type AsyncIpRunner, type DeviceState, DEVICE_NAME } from './device.js';
+import { chooseUplink, readInterfaces, readRoutes, onLinkSubnets, parseOnLinkRoutes, type UplinkChoice } from './uplink.js';
 import { chooseVtepMac } from './vtep.js';
 import { writeSubnetEnv, readSubnetEnv } from './subnet-env.js';
-import { masqRules, forwardRules, ensureRules, defaultExec, type Exec } from './masquerade.js';
+import { masqRules, forwardRules, ensureRules, ensureRulesAsync, defaultExec, defaultAsyncExec, type Exec, type AsyncExec } from './masquerade.js';
 import { writeStateFile, statePeerOf, stateWrittenAt, type AgentStateFile } from './state.js';
-import { readEndpoints, syncEndpoints } from './endpoints.js';
+import { readEndpointsAsync, syncEndpoints } from './endpoints.js';
 import { Dataplane, hookStates, hooksFor, type HookState, type AttachPlan } from '../loader/dataplane.js';
 import { resolveEngine, type Engine } from '../loader/engine.js';
 import { FlannelBpfError } from '../loader/errors.js';
 import { setLibbpfLogSink } from '../loader/log.js';
 import { interfaceDriver } from '../loader/ethtool.js';
+import { libbpf } from '../loader/libbpf.js';
 import { NodeMaps } from '../maps/index.js';
 import { CONFIG_FLAGS, type BackendType } from '../maps/config.js';
 import { formatCidr, formatIPv4, cidrContains, parseCidr, type Cidr } from '../maps/addr.js';
@@ -44,6 +45,9 @@ export interface AgentDeps {
   makeSubnetManager(flags: AgentFlags, log: Logger): SubnetManager | Promise<SubnetManager>;
   ip?: IpRunner;
   exec?: Exec;
+  /** The same, without blocking the event loop (the periodic checks). */
+  ipAsync?: AsyncIpRunner;
+  execAsync?: AsyncExec;
   /** Node name for logs and identity (etcd mode: hostname by default). */
   nodeName?: string;
   /** Called whenever something status/metrics care about changes. */
@@ -100,6 +104,8 @@ export class Agent {
   #sm: SubnetManager | null = null;
   readonly #ip: IpRunner;
   readonly #exec: Exec;
+  readonly #ipAsync: AsyncIpRunner;
+  readonly #execAsync: AsyncExec;
   readonly #log: Logger;
   #plan: AttachPlan | null = null;
   /** How the device was made (to recreate it the same way). */
@@ -118,6 +124,8 @@ export class Agent {
   constructor(readonly flags: AgentFlags, private readonly deps: AgentDeps) {
     this.#ip = deps.ip ?? defaultIpRunner;
     this.#exec = deps.exec ?? defaultExec;
+    this.#ipAsync = deps.ipAsync ?? defaultAsyncIpRunner;
+    this.#execAsync = deps.execAsync ?? defaultAsyncExec;
     this.#log = deps.log;
   }
 
@@ -405,10 +413,11 @@ export class Agent {
       if (signal.aborted) break;
       ticks++;
       try {
+        /* Cheap checks inline; the ones that run commands are awaited so that lease events keep flowing meanwhile. */
         this.#checkAttach();
-        if (ticks % 2 === 0) this.#syncEndpoints();
-        if (ticks % 5 === 0) this.#refreshUplink();
-        if (ticks % Math.max(1, this.flags.iptablesResync) === 0) this.#resyncRules();
+        if (ticks % 2 === 0) await this.#syncEndpoints();
+        if (ticks % 5 === 0) await this.#refreshUplink();
+        if (ticks % Math.max(1, this.flags.iptablesResync) === 0) await this.#resyncRules();
       } catch (err) {
         this.#log.warn(`periodic check failed: ${(err as Error).message}`);
       }
@@ -418,6 +427,13 @@ export class Agent {
   #checkAttach(): void {
     if (!this.#plan || !this.dp || this.#attachPending) return;
     let plan = this.#plan;
+    /* The common case costs three if_nametoindex calls: same links, same ifindexes. */
+    const index = (name: string): number => libbpf().if_nametoindex(name);
+    if (this.uplinkUp && index(this.uplink?.iface.name ?? '') === plan.uplinkIfindex && index(this.device?.name ?? DEVICE_NAME) === plan.devIfindex
+      && (plan.fastPath ? index(CNI_BRIDGE) : 0) === (plan.cniIfindex ?? 0)) {
+      this.#checkHooks(plan);
+      return;
+    }
     /* The uplink may vanish (driver reload, moved away) and come back; the device may be deleted with it or by hand. */
     let up: ReturnType<typeof linkInfo>;
     try {
@@ -468,6 +484,12 @@ export class Agent {
       this.#changed();
       return;
     }
+    this.#checkHooks(plan);
+  }
+
+  /** Our programs still at every hook the plan needs? Re-attach (and count it) if not. */
+  #checkHooks(plan: AttachPlan): void {
+    if (!this.dp) return;
     this.hooks = hookStates(plan);
     if (!this.attached()) {
       this.#log.warn('programs found detached; re-attaching', { hooks: this.hooks.map((h) => `${h.hook}:${h.progId ?? '-'}`) });
@@ -478,19 +500,22 @@ export class Agent {
   }
 
   /** The fast path's pod endpoints (cni0 neighbours × bridge FDB), every couple of seconds. */
-  #syncEndpoints(): void {
+  async #syncEndpoints(): Promise<void> {
     if (!this.fastPath || !this.dp || !this.lease || !this.#plan?.cniIfindex) return;
     try {
-      const changes = syncEndpoints(this.dp.maps.endpoints, readEndpoints(CNI_BRIDGE, this.lease.subnet, this.#ip));
+      const want = await readEndpointsAsync(CNI_BRIDGE, this.lease.subnet, this.#ipAsync);
+      if (!this.dp) return;
+      const changes = syncEndpoints(this.dp.maps.endpoints, want);
       if (changes) this.#log.debug('pod endpoints updated', { changes });
     } catch (err) {
       this.#log.debug(`cannot read pod endpoints: ${(err as Error).message}`);
     }
   }
 
-  #refreshUplink(): void {
+  async #refreshUplink(): Promise<void> {
     if (!this.uplink || !this.reconciler) return;
-    const subnets = onLinkSubnets(this.uplink.iface.name, this.#ip);
+    const subnets = parseOnLinkRoutes(await this.#ipAsync(['-j', 'route', 'show', 'dev', this.uplink.iface.name]));
+    if (!this.reconciler) return;
     const before = JSON.stringify(this.reconciler.uplinkFacts.onLinkSubnets);
     if (before === JSON.stringify(subnets)) return;
     this.#log.info('the uplink\'s on-link subnets changed; re-deciding DirectRouting / host-gw reachability', { onLink: subnets.map(formatCidr) });
@@ -537,13 +562,13 @@ export class Agent {
     if (have.length === 0) this.#ip(['route', 'add', 'blackhole', dst, 'metric', String(BLACKHOLE_METRIC)]);
   }
 
-  #resyncRules(): void {
+  async #resyncRules(): Promise<void> {
     if (!this.conf || !this.lease) return;
     if (this.flags.ipBlackholeRoute) this.#ensureBlackhole();
-    if (this.flags.ipMasq && ensureRules(masqRules(this.conf.network, this.lease.subnet, !this.flags.ipMasqFullyRandomDisable), this.#exec)) {
+    if (this.flags.ipMasq && await ensureRulesAsync(masqRules(this.conf.network, this.lease.subnet, !this.flags.ipMasqFullyRandomDisable), this.#execAsync)) {
       this.#log.warn('some iptables rules were missing; restored them', { chain: 'FLANNEL-POSTRTG' });
     }
-    if (this.flags.iptablesForwardRules && ensureRules(forwardRules(this.conf.network), this.#exec)) {
+    if (this.flags.iptablesForwardRules && this.conf && await ensureRulesAsync(forwardRules(this.conf.network), this.#execAsync)) {
       this.#log.warn('some iptables rules were missing; restored them', { chain: 'FLANNEL-FWD' });
     }
   }

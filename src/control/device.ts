@@ -18,7 +18,7 @@
  * Runs `ip` (iproute2) through an injectable runner so tests can aim it at a
  * namespace.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { type Cidr, formatCidr, formatIPv4 } from '../maps/addr.js';
 import { FlannelBpfError } from '../loader/errors.js';
 
@@ -32,6 +32,16 @@ export const defaultIpRunner: IpRunner = (args) => {
     throw new DeviceError(`ip ${args.join(' ')} failed: ${(e.stderr ?? e.message).trim()}`);
   }
 };
+
+export type AsyncIpRunner = (args: string[]) => Promise<string>;
+
+/** `ip` without blocking the event loop (periodic checks on a busy agent). */
+export const defaultAsyncIpRunner: AsyncIpRunner = (args) => new Promise((resolve, reject) => {
+  execFile('ip', args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    if (err) reject(new DeviceError(`ip ${args.join(' ')} failed: ${(stderr || err.message).trim()}`));
+    else resolve(stdout);
+  });
+});
 
 export class DeviceError extends FlannelBpfError {
   constructor(message: string, remedy = 'check that iproute2 is installed and the agent has CAP_NET_ADMIN in the node\'s network namespace') {

@@ -5,11 +5,10 @@
  * FDB (MAC → port). The programs only use an entry whose MAC matches the
  * kernel's neighbour entry at the time, so a stale entry is never harmful.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { parseIPv4, isIPv4, cidrContains, type Cidr } from '../maps/addr.js';
 import type { Endpoint } from '../maps/endpoints.js';
 import type { TypedMap } from '../maps/codec.js';
-import { defaultIpRunner, type IpRunner } from './device.js';
 
 export interface NeighRow { dst?: string; lladdr?: string; state?: string[] }
 export interface FdbRow { mac?: string; ifname?: string; flags?: string[] }
@@ -38,15 +37,20 @@ export function desiredEndpoints(neigh: readonly NeighRow[], fdb: readonly FdbRo
   return out;
 }
 
-export type BridgeRunner = (args: string[]) => string;
-export const defaultBridgeRunner: BridgeRunner = (args) => execFileSync('bridge', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+export const defaultAsyncBridgeRunner = (args: string[]): Promise<string> => new Promise((resolve, reject) => {
+  execFile('bridge', args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    if (err) reject(new Error(`bridge ${args.join(' ')} failed: ${(stderr || err.message).trim()}`));
+    else resolve(stdout);
+  });
+});
 
-/** Read cni0's tables (in the agent's namespace). */
-export function readEndpoints(bridgeDev: string, subnet: Cidr, ip: IpRunner = defaultIpRunner, bridge: BridgeRunner = defaultBridgeRunner): Map<number, Endpoint> {
-  const neigh = JSON.parse(ip(['-j', 'neigh', 'show', 'dev', bridgeDev]) || '[]') as NeighRow[];
-  const ports = JSON.parse(ip(['-j', 'link', 'show', 'master', bridgeDev]) || '[]') as PortRow[];
-  const fdb = JSON.parse(bridge(['-j', 'fdb', 'show', 'br', bridgeDev]) || '[]') as FdbRow[];
-  return desiredEndpoints(neigh, fdb, ports, subnet);
+/** Read cni0's tables (in the agent's namespace) without blocking the event loop: the three listings run in parallel. */
+export async function readEndpointsAsync(bridgeDev: string, subnet: Cidr, ip: (args: string[]) => Promise<string>,
+  bridge: (args: string[]) => Promise<string> = defaultAsyncBridgeRunner): Promise<Map<number, Endpoint>> {
+  const [neigh, ports, fdb] = await Promise.all([
+    ip(['-j', 'neigh', 'show', 'dev', bridgeDev]), ip(['-j', 'link', 'show', 'master', bridgeDev]), bridge(['-j', 'fdb', 'show', 'br', bridgeDev]),
+  ]);
+  return desiredEndpoints(JSON.parse(neigh || '[]') as NeighRow[], JSON.parse(fdb || '[]') as FdbRow[], JSON.parse(ports || '[]') as PortRow[], subnet);
 }
 
 /** Bring the map in line with `want`; returns the number of changes. */

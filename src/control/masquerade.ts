@@ -7,7 +7,7 @@
  * window without masquerade on every restart — flannel issue #2237), the
  * whole chain is replaced in one iptables-restore transaction.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { type Cidr, formatCidr } from '../maps/addr.js';
 import { FlannelBpfError } from '../loader/errors.js';
 
@@ -71,32 +71,63 @@ export const defaultExec: Exec = (cmd, args, input) => {
   }
 };
 
-/** The rules of a chain as iptables-save prints them ("-A CHAIN " stripped), or null if the chain does not exist. */
-export function currentRules(set: Pick<RuleSet, 'table' | 'chain'>, exec: Exec = defaultExec): string[] | null {
-  const dump = exec('iptables-save', ['-t', set.table]);
-  if (!dump.split('\n').some((l) => l.startsWith(`:${set.chain} `))) return null;
-  const prefix = `-A ${set.chain} `;
-  return dump.split('\n').filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length));
+/** The rules of a chain in an iptables-save dump ("-A CHAIN " stripped), or null if the chain does not exist. */
+export function chainRules(dump: string, chain: string): string[] | null {
+  const lines = dump.split('\n');
+  if (!lines.some((l) => l.startsWith(`:${chain} `))) return null;
+  const prefix = `-A ${chain} `;
+  return lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length));
 }
 
-function hasJump(set: RuleSet, exec: Exec): boolean {
-  const dump = exec('iptables-save', ['-t', set.table]);
-  return dump.split('\n').includes(`-A ${set.jump.chain} ${set.jump.rule}`);
+/** The rules of a chain as iptables-save prints them, or null if the chain does not exist. */
+export function currentRules(set: Pick<RuleSet, 'table' | 'chain'>, exec: Exec = defaultExec): string[] | null {
+  return chainRules(exec('iptables-save', ['-t', set.table]), set.chain);
+}
+
+/**
+ * The iptables-restore input that brings a table's dump in line with `set`
+ * (the chain replaced as a whole, the jump added if missing), or null when
+ * the dump already matches: the chain exactly as wanted, rules in order, and
+ * jumped to.
+ */
+export function rulesPatch(set: RuleSet, dump: string): string | null {
+  const cur = chainRules(dump, set.chain);
+  const jumped = dump.split('\n').includes(`-A ${set.jump.chain} ${set.jump.rule}`);
+  if (cur !== null && jumped && cur.length === set.rules.length && cur.every((r, i) => r === set.rules[i])) return null;
+  const lines = [`*${set.table}`, `:${set.chain} - [0:0]`, ...set.rules.map((r) => `-A ${set.chain} ${r}`)];
+  if (!jumped) lines.push(`-A ${set.jump.chain} ${set.jump.rule}`);
+  lines.push('COMMIT', '');
+  return lines.join('\n');
 }
 
 /** Is the chain exactly as wanted (rules in order) and jumped to? */
 export function inSync(set: RuleSet, exec: Exec = defaultExec): boolean {
-  const cur = currentRules(set, exec);
-  return cur !== null && cur.length === set.rules.length && cur.every((r, i) => r === set.rules[i]) && hasJump(set, exec);
+  return rulesPatch(set, exec('iptables-save', ['-t', set.table])) === null;
 }
 
 /** Replace the chain's contents atomically and make sure the jump exists. Returns true if anything changed. */
 export function ensureRules(set: RuleSet, exec: Exec = defaultExec): boolean {
-  if (inSync(set, exec)) return false;
-  const lines = [`*${set.table}`, `:${set.chain} - [0:0]`, ...set.rules.map((r) => `-A ${set.chain} ${r}`)];
-  if (!hasJump(set, exec)) lines.push(`-A ${set.jump.chain} ${set.jump.rule}`);
-  lines.push('COMMIT', '');
-  exec('iptables-restore', ['--noflush', '-w', '5'], lines.join('\n'));
+  const patch = rulesPatch(set, exec('iptables-save', ['-t', set.table]));
+  if (patch === null) return false;
+  exec('iptables-restore', ['--noflush', '-w', '5'], patch);
+  return true;
+}
+
+export type AsyncExec = (cmd: string, args: string[], input?: string) => Promise<string>;
+
+export const defaultAsyncExec: AsyncExec = (cmd, args, input) => new Promise((resolve, reject) => {
+  const child = execFile(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    if (err) reject(new IptablesError(`${cmd} ${args.join(' ')} failed: ${(stderr || err.message).trim()}`));
+    else resolve(stdout);
+  });
+  child.stdin?.end(input ?? '');
+});
+
+/** ensureRules without blocking the event loop (the periodic resync on a busy node). */
+export async function ensureRulesAsync(set: RuleSet, exec: AsyncExec = defaultAsyncExec): Promise<boolean> {
+  const patch = rulesPatch(set, await exec('iptables-save', ['-t', set.table]));
+  if (patch === null) return false;
+  await exec('iptables-restore', ['--noflush', '-w', '5'], patch);
   return true;
 }
 

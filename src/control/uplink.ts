@@ -135,7 +135,12 @@ export function readRoutes(opts: { ifaceCanReach?: string }, ip: IpRunner = defa
  * reach them without a router (flannel's ip.DirectRouting rule).
  */
 export function onLinkSubnets(uplink: string, ip: IpRunner = defaultIpRunner): Cidr[] {
-  const rows = JSON.parse(ip(['-j', 'route', 'show', 'dev', uplink])) as Array<{ dst?: string; gateway?: string; scope?: string }>;
+  return parseOnLinkRoutes(ip(['-j', 'route', 'show', 'dev', uplink]));
+}
+
+/** The on-link subnets in `ip -j route show dev <uplink>` output (routes without a gateway). */
+export function parseOnLinkRoutes(json: string): Cidr[] {
+  const rows = JSON.parse(json || '[]') as Array<{ dst?: string; gateway?: string; scope?: string }>;
   const out: Cidr[] = [];
   for (const r of rows) {
     if (r.gateway || !r.dst || r.dst === 'default') continue;

@@ -179,7 +179,7 @@ test.serial('--ip-masq installs flannel\'s chains exactly; a removed rule is res
     '-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
   ]);
   t.regex(nsExec(n1.ns, 'iptables-save -t filter'), /-A FLANNEL-FWD -s 10\.244\.0\.0\/16 -m comment --comment "flanneld forward" -j ACCEPT/);
-  nsExec(n1.ns, 'iptables -t nat -D FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN');
+  nsExec(n1.ns, 'iptables -w 5 -t nat -D FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN');
   await waitFor(() => save().includes('--mark 0x4000/0x4000'), { what: 'the resync loop to restore the rule', timeoutMs: 15_000 });
   t.deepEqual(save().split('\n').filter((l) => l.includes('FLANNEL-POSTRTG')), rules, 'restored in the original order');
 });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { chooseUplink, UplinkError, type InterfaceFacts } from '../../src/control/uplink.js';
 import { deriveVtepMac, chooseVtepMac } from '../../src/control/vtep.js';
 import { formatSubnetEnv, parseSubnetEnv, writeSubnetEnv, readSubnetEnv } from '../../src/control/subnet-env.js';
-import { masqRules, forwardRules } from '../../src/control/masquerade.js';
+import { masqRules, forwardRules, rulesPatch } from '../../src/control/masquerade.js';
 import { parseIPv4, parseCidr, formatIPv4, parseMac } from '../../src/maps/addr.js';
 
 const iface = (name: string, ...ips: string[]): InterfaceFacts => ({
@@ -98,4 +98,17 @@ test('masquerade and forward rules: flannel\'s chains, comments and order', (t) 
     '-s 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT',
     '-d 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT',
   ]);
+});
+
+test('rulesPatch: nothing when the chain matches and is jumped to; the whole chain (and the jump) otherwise', (t) => {
+  const set = forwardRules(parseCidr('10.244.0.0/16'));
+  const good = ['*filter', ':FORWARD ACCEPT [0:0]', ':FLANNEL-FWD - [0:0]', `-A FORWARD ${set.jump.rule}`,
+    ...set.rules.map((r) => `-A FLANNEL-FWD ${r}`), 'COMMIT', ''].join('\n');
+  t.is(rulesPatch(set, good), null);
+  const full = ['*filter', ':FLANNEL-FWD - [0:0]', ...set.rules.map((r) => `-A FLANNEL-FWD ${r}`), `-A FORWARD ${set.jump.rule}`, 'COMMIT', ''].join('\n');
+  t.is(rulesPatch(set, '*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n'), full, 'no chain: chain, rules and jump');
+  const noJump = good.replace(`-A FORWARD ${set.jump.rule}\n`, '');
+  t.is(rulesPatch(set, noJump), full, 'jump missing: added');
+  const reordered = good.replace(`-A FLANNEL-FWD ${set.rules[0]}\n-A FLANNEL-FWD ${set.rules[1]}`, `-A FLANNEL-FWD ${set.rules[1]}\n-A FLANNEL-FWD ${set.rules[0]}`);
+  t.is(rulesPatch(set, reordered), full.replace(`-A FORWARD ${set.jump.rule}\n`, ''), 'rules out of order: the chain is replaced, the jump kept');
 });
