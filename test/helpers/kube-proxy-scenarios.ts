@@ -25,7 +25,7 @@ export function registerKubeProxy(label: string, fastPath: boolean): void {
 
   test.before(async () => {
     lab = await Lab.up({ nodes: 3, backend: 'vxlan', podsPerNode: 1, segments: 2, agentArgs: [`--fast-path=${fastPath ? 'on' : 'off'}`] });
-    for (const n of lab.state.nodes) nsExec(n.ns, 'iptables -I FORWARD 1 -m conntrack --ctstate INVALID -j DROP');
+    for (const n of lab.state.nodes) nsExec(n.ns, 'iptables -w 5 -I FORWARD 1 -m conntrack --ctstate INVALID -j DROP');
     /* A client outside the cluster, on segment b. */
     ext = `${lab.state.prefix}-ext`;
     addNetns(ext);
