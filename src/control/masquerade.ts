@@ -120,7 +120,12 @@ export const defaultAsyncExec: AsyncExec = (cmd, args, input) => new Promise((re
     if (err) reject(new IptablesError(`${cmd} ${args.join(' ')} failed: ${(stderr || err.message).trim()}`));
     else resolve(stdout);
   });
-  child.stdin?.end(input ?? '');
+  /* A command that exits without reading its input (iptables-save) closes the
+   * pipe first: that EPIPE is not an error of ours, and unhandled it would
+   * crash the agent. The command's own failure arrives through the callback. */
+  child.stdin?.on('error', () => undefined);
+  if (input === undefined) child.stdin?.end();
+  else child.stdin?.end(input);
 });
 
 /** ensureRules without blocking the event loop (the periodic resync on a busy node). */

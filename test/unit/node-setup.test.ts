@@ -9,7 +9,7 @@ import path from 'node:path';
 import { chooseUplink, UplinkError, type InterfaceFacts } from '../../src/control/uplink.js';
 import { deriveVtepMac, chooseVtepMac } from '../../src/control/vtep.js';
 import { formatSubnetEnv, parseSubnetEnv, writeSubnetEnv, readSubnetEnv } from '../../src/control/subnet-env.js';
-import { masqRules, forwardRules, rulesPatch } from '../../src/control/masquerade.js';
+import { masqRules, forwardRules, rulesPatch, defaultAsyncExec, IptablesError } from '../../src/control/masquerade.js';
 import { parseIPv4, parseCidr, formatIPv4, parseMac } from '../../src/maps/addr.js';
 
 const iface = (name: string, ...ips: string[]): InterfaceFacts => ({
@@ -111,4 +111,13 @@ test('rulesPatch: nothing when the chain matches and is jumped to; the whole cha
   t.is(rulesPatch(set, noJump), full, 'jump missing: added');
   const reordered = good.replace(`-A FLANNEL-FWD ${set.rules[0]}\n-A FLANNEL-FWD ${set.rules[1]}`, `-A FLANNEL-FWD ${set.rules[1]}\n-A FLANNEL-FWD ${set.rules[0]}`);
   t.is(rulesPatch(set, reordered), full.replace(`-A FORWARD ${set.jump.rule}\n`, ''), 'rules out of order: the chain is replaced, the jump kept');
+});
+
+test('the async command runner survives a command that exits without reading its input (EPIPE), and reports failures as IptablesError', async (t) => {
+  /* 'true' closes stdin at once; 4 MiB of input cannot fit the pipe, so the write fails with EPIPE. */
+  for (let i = 0; i < 5; i++) t.is(await defaultAsyncExec('true', [], 'x'.repeat(4 << 20)), '');
+  t.is(await defaultAsyncExec('cat', [], 'in'), 'in', 'input reaches a command that reads it');
+  t.is(await defaultAsyncExec('cat', []), '', 'no input: stdin closed at once');
+  const err = await t.throwsAsync(defaultAsyncExec('false', []));
+  t.true(err instanceof IptablesError, 'a failing command is an IptablesError');
 });

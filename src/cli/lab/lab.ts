@@ -292,6 +292,11 @@ export class Lab {
     return pid !== null && pidAlive(pid);
   }
 
+  /** The last lines of a node's log (for a failure message). */
+  logTail(name: string, lines = 15): string {
+    return tail(this.node(name).logFile, lines);
+  }
+
   node(name: string): LabNode {
     const n = this.state.nodes.find((x) => x.name === name);
     if (!n) throw new Error(`no node ${name} in lab ${this.state.prefix}`);

@@ -89,7 +89,10 @@ function nsFetch(ns: string, url: string): { status: number; body: string } {
 /** flannel_bpf_lease_store_state{store="etcd"} from a scrape: the state whose gauge is 1, and the full set. */
 function scrapeStoreState(n: LabNode): { current: string[]; values: Record<string, number> } {
   const r = nsFetch(n.ns, `http://${n.ip}:${n.metricsPort}/metrics`);
-  if (r.status !== 200) throw new Error(`scrape of ${n.name}: HTTP ${r.status} ${r.body}`);
+  if (r.status !== 200) {
+    const dead = lab.running(n.name) ? '' : `; the agent has exited, last log lines:\n${lab.logTail(n.name)}`;
+    throw new Error(`scrape of ${n.name}: HTTP ${r.status} ${r.body}${dead}`);
+  }
   const values: Record<string, number> = {};
   for (const m of r.body.matchAll(/^flannel_bpf_lease_store_state\{([^}]*)\} (\S+)$/gm)) {
     const state = /state="([^"]*)"/.exec(m[1]!)?.[1];
