@@ -41,6 +41,12 @@ let lab: Lab;
 const prefix = `ob${crypto.randomBytes(3).toString('hex')}`;
 test.before(async () => {
   lab = await Lab.up({ nodes: 2, backend: 'vxlan', podsPerNode: 1, prefix });
+  /* n1 was ready before n2 existed: wait until each agent's state file (written at most once a second) lists the other. */
+  const [n1, n2] = [lab.node('n1'), lab.node('n2')];
+  for (const [n, peer] of [[n1, n2], [n2, n1]] as const) {
+    const key = peer.subnet!.replace('/', '-');
+    await waitFor(() => readStateFile(n.stateDir)?.peers.some((p) => p.leaseKey === key) === true, { timeoutMs: 20_000, what: `${n.name}'s state file to list ${key}` });
+  }
 });
 test.after.always(() => { lab?.down(); });
 
