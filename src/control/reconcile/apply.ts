@@ -207,48 +207,8 @@ export class Reconciler {
     const wantPeers = this.#plan.peersBySubnet;
     const wantSources = this.#plan.sourcesByIp;
     const { peers, sources } = this.#mirror;
-    const upsertIds: number[] = [];
-    const deleteIds: number[] = [];
-    const check = (sid: number): void => {
-      const p = wantPeers.get(sid);
-      const have = peers.get(sid);
-      if (p) {
-        if (!have || !samePeer(have, p)) upsertIds.push(sid);
-      } else if (have) {
-        deleteIds.push(sid);
-      }
-    };
-    if (round.subnets) {
-      for (const sid of round.subnets) check(sid);
-    } else {
-      /* A full round: every desired entry, and every entry the maps hold that is not desired. */
-      for (const [sid, p] of wantPeers) {
-        const have = peers.get(sid);
-        if (!have || !samePeer(have, p)) upsertIds.push(sid);
-      }
-      for (const sid of peers.keys()) if (!wantPeers.has(sid)) deleteIds.push(sid);
-    }
-
-    const upsertIps: number[] = [];
-    const deleteIps: number[] = [];
-    const checkIp = (ip: number): void => {
-      const p = wantSources.get(ip);
-      const have = sources.get(ip);
-      if (p) {
-        if (!have || have.peerId !== p.peerId) upsertIps.push(ip);
-      } else if (have) {
-        deleteIps.push(ip);
-      }
-    };
-    if (round.ips) {
-      for (const ip of round.ips) checkIp(ip);
-    } else {
-      for (const [ip, p] of wantSources) {
-        const have = sources.get(ip);
-        if (!have || have.peerId !== p.peerId) upsertIps.push(ip);
-      }
-      for (const ip of sources.keys()) if (!wantSources.has(ip)) deleteIps.push(ip);
-    }
+    const { upserts: upsertIds, deletes: deleteIds } = diffKeys(wantPeers, peers, round.subnets, samePeer);
+    const { upserts: upsertIps, deletes: deleteIps } = diffKeys(wantSources, sources, round.ips, (have, p) => have.peerId === p.peerId);
 
     /* cidrId order is (address, prefix) order; numeric typed-array sorts need no callback. */
     return {
@@ -386,4 +346,30 @@ function readPeers(peers: ReconcilerMaps['peers']): Map<number, PeerValue> {
 
 function readSources(sources: ReconcilerMaps['sources']): Map<number, TunnelSource> {
   return new Map(sources.entries().map(([ip, v]) => [ipKey(ip), v]));
+}
+
+/**
+ * The keys to write and to delete so that `have` matches `want`: only the
+ * `touched` keys (an incremental round), or, when `touched` is null, every
+ * desired key and every held key that is not desired (a full round).
+ */
+function diffKeys<K, W, H>(want: ReadonlyMap<K, W>, have: ReadonlyMap<K, H>, touched: Iterable<K> | null, same: (have: H, want: W) => boolean): { upserts: K[]; deletes: K[] } {
+  const upserts: K[] = [];
+  const deletes: K[] = [];
+  const check = (k: K): void => {
+    const w = want.get(k);
+    const h = have.get(k);
+    if (w !== undefined) {
+      if (h === undefined || !same(h, w)) upserts.push(k);
+    } else if (h !== undefined) {
+      deletes.push(k);
+    }
+  };
+  if (touched) {
+    for (const k of touched) check(k);
+  } else {
+    for (const k of want.keys()) check(k);
+    for (const k of have.keys()) if (!want.has(k)) deletes.push(k);
+  }
+  return { upserts, deletes };
 }
