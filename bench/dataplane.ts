@@ -17,6 +17,7 @@
  * offered rate (iperf3 -b) as the CPU cost.
  */
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { Lab, NETWORK } from '../src/cli/lab/lab.js';
@@ -33,6 +34,8 @@ const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 2 : Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = quick ? 1 : 4;
 const FIXED_RATE = process.env.BENCH_FIXED_RATE ?? '2G';
+/* --profile (npm run bench:profile): no figures; a system-wide perf profile of each variant under single-stream TCP and under 64-byte UDP. */
+const PROFILE = process.argv.includes('--profile');
 const progress = new Progress();
 const say = progress.section('dataplane');
 const cleanup = new Cleanup();
@@ -252,6 +255,62 @@ async function measure(v: Variant, samples: Record<string, Record<Metric, number
   s.cpuPct.push(cpu.gbps > 0 ? cpu.busyPct : NaN);
 }
 
+/* ----------------------------------------------------------- profile */
+
+/** Where the kernel spends the machine's time: the hottest symbols of a system-wide profile. */
+interface Hotspot { symbol: string; pct: number }
+
+/**
+ * Profile every variant (perf record -a -g at 999 Hz for PROFILE_SECONDS,
+ * both CPUs) while one workload runs, and keep the symbols above 1 % (self
+ * time). The point is evidence of where the cycles go, per variant, in the
+ * same topologies the figures come from.
+ */
+async function profileAll(): Promise<void> {
+  const PROFILE_SECONDS = 3;
+  try {
+    execFileSync('perf', ['--version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('bench --profile needs perf: apt-get install linux-perf');
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fbpf-profile-'));
+  cleanup.add('profile data', () => fs.rmSync(dir, { recursive: true, force: true }));
+  const workloads: Array<{ id: string; label: string; client: (p: Pair, port: string) => string[] }> = [
+    { id: 'tcp1', label: 'single-stream TCP', client: (p, port) => ['iperf3', '-c', p.serverIp, '-p', port, '-t', String(PROFILE_SECONDS + 2)] },
+    { id: 'udp64', label: 'UDP 64 B flood', client: (p, port) => ['iperf3', '-c', p.serverIp, '-p', port, '-t', String(PROFILE_SECONDS + 2), '-u', '-l', '64', '-b', '0'] },
+  ];
+  const results: Array<{ variant: string; workload: string; hot: Hotspot[] }> = [];
+  for (const v of variants) {
+    for (const w of workloads) {
+      const pair = v.pair!;
+      const port = String(5300 + (portSeq++ % 500));
+      const server = nsSpawn(pair.server, ['iperf3', '-s', '-1', '-p', port]);
+      const data = path.join(dir, `${v.id}-${w.id}.data`);
+      try {
+        await sleep(150);
+        const client = nsSpawn(pair.client, w.client(pair, port));
+        await sleep(1000); /* past the ramp-up */
+        execFileSync('perf', ['record', '-a', '-g', '-F', '999', '-o', data, '--', 'sleep', String(PROFILE_SECONDS)], { stdio: 'ignore' });
+        await new Promise<void>((r) => (client.exitCode !== null ? r() : client.on('exit', () => r())));
+      } finally {
+        if (server.exitCode === null) server.kill('SIGKILL');
+      }
+      const report = execFileSync('perf', ['report', '-i', data, '--no-children', '--sort', 'sym', '--percent-limit', '1', '--stdio', '-g', 'none'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      const hot = [...report.matchAll(/^\s+([\d.]+)%\s+\[[.kK]\]\s+(\S+)/gm)].map((m) => ({ symbol: m[2]!, pct: Number(m[1]) }));
+      results.push({ variant: v.label, workload: w.label, hot });
+      say(`profile ${v.id} ${w.id}: ${hot.slice(0, 4).map((h) => `${h.symbol} ${h.pct}%`).join(', ')}`);
+    }
+  }
+  const env = environment();
+  const file = resultsFile(quick ? 'profile-quick' : 'profile');
+  writeResults('profile', { bench: 'dataplane-profile', startedAt: new Date().toISOString(), environment: env, seconds: PROFILE_SECONDS, results }, file);
+  const md = [`# Dataplane profile — ${env.host}, ${new Date().toISOString()}`, '',
+    `perf record -a -g -F 999 for ${PROFILE_SECONDS} s per variant and workload (both CPUs, the whole machine); self time per symbol, those ≥ 1 %. Kernel ${env.kernel}, commit ${env.git.commit?.slice(0, 12) ?? '?'}${env.git.dirty ? ' (dirty)' : ''}.`, '',
+    ...results.flatMap((r) => [`## ${r.variant} — ${r.workload}`, '', markdownTable(['symbol', 'self %'], r.hot.slice(0, 15).map((h) => [h.symbol, fmt(h.pct)])), ''])].join('\n');
+  fs.writeFileSync(file.replace(/\.json$/, '.md'), md);
+  process.stdout.write(`${md}\nresults: ${file} (+ .md)\n`);
+}
+
 /* ----------------------------------------------------------- main */
 
 async function main(): Promise<void> {
@@ -272,6 +331,10 @@ async function main(): Promise<void> {
   ]);
   await buildOurs('udp', false, [{ id: 'udp-fast', args: ['--fast-path=on', '--decap=tc'] }]);
   say(`topologies ready (${progress.elapsed().toFixed(1)} s)`);
+  if (PROFILE) {
+    await profileAll();
+    return;
+  }
 
   const samples: Record<string, Record<Metric, number[]>> = {};
   for (let round = 0; round < ROUNDS; round++) {
@@ -361,6 +424,3 @@ main().then(() => { cleanup.run(); }, (err: unknown) => {
   process.exitCode = 1;
 });
 
-void os;
-void path;
-void resultsFile;
