@@ -27,6 +27,7 @@ const FOREIGN: Record<string, string> = {
   '--allocate-node-cidrs': 'kube-controller-manager',
   '--cluster-cidr': 'kube-controller-manager',
   '--pod-network-cidr': 'kubeadm init',
+  '--only': 'bench/controlplane.ts (docs/performance.md)',
   /* not a flag: how flags are written (docs/configuration.md's syntax paragraph) */
   '--flag': 'the syntax placeholder',
 };
