@@ -258,11 +258,13 @@ export function buildReport(f: StatusFacts, prev?: PreviousSample): StatusReport
   /* Peers: the map is the truth; names come from the state file. */
   const names = new Map<number, string>();
   for (const p of st?.peers ?? []) names.set(p.peerId, p.leaseKey);
+  /* The state file is written at most once a second: a peer programmed since then has no name there yet. In etcd mode its name is flannel's lease key, the subnet. */
+  const keyOf = st?.store.kind === 'etcd' ? (subnet: Cidr): string => formatCidr(subnet).replace('/', '-') : (): null => null;
   const prevPeers = new Map((prev?.report.peers.list ?? []).map((p) => [`${p.peerId}|${p.subnet}`, p]));
   const list: PeerRow[] = f.peers.map(({ subnet, value }) => {
     const s = f.counters.get(value.peerId) ?? { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n };
     const row: PeerRow = {
-      peer: names.get(value.peerId) ?? null, peerId: value.peerId, subnet: formatCidr(subnet), publicIp: formatIPv4(value.publicIp),
+      peer: names.get(value.peerId) ?? keyOf(subnet), peerId: value.peerId, subnet: formatCidr(subnet), publicIp: formatIPv4(value.publicIp),
       mode: value.mode, vtepMac: value.vtepMac === '00:00:00:00:00:00' ? null : value.vtepMac,
       txPackets: s.txPackets, txBytes: s.txBytes, rxPackets: s.rxPackets, rxBytes: s.rxBytes, rates: null,
     };
