@@ -64,7 +64,7 @@ export async function runDemoCommand(_argv: string[]): Promise<number> {
     say(`  ${'path'.padEnd(28)} ${'Gbit/s'.padStart(8)}`);
     say(`  ${'flannel-bpf (BPF encap)'.padEnd(28)} ${ourMed.toFixed(2).padStart(8)}`);
     say(`  ${'stock flannel (kernel)'.padEnd(28)} ${stockMed.toFixed(2).padStart(8)}`);
-    say(`  ratio flannel-bpf / stock: ${(ourMed / (stockMed || 1)).toFixed(2)}× (one shared 2-core VM: see npm run bench for the careful comparison)`);
+    say(`  ratio flannel-bpf / stock: ${(ourMed / (stockMed || 1)).toFixed(2)}× (one shared 2-core VM; across this router the tunnel packets are segmented in software, see docs/performance.md; npm run bench for the careful comparison)`);
 
     step('tearing down');
     cleanup();
