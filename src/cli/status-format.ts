@@ -230,7 +230,9 @@ export function buildReport(f: StatusFacts, prev?: PreviousSample): StatusReport
   const dt = prev ? (f.now.getTime() - prev.at.getTime()) / 1000 : 0;
 
   /* Programs. */
-  const required = new Set<HookName>(hooksFor({ engine: c.decap, backend: c.backend }));
+  const fastPath = (c.flags & CONFIG_FLAGS.fastPath) !== 0;
+  const cniHook = f.hooks.find((h) => h.hook === 'cni-tc-ingress');
+  const required = new Set<HookName>(hooksFor({ engine: c.decap, backend: c.backend, fastPath, cniIfindex: cniHook?.ifindex }));
   const programs: ProgramRow[] = f.hooks.map((h) => {
     const link = linkBy.get(h.ifindex);
     return {

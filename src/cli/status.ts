@@ -169,7 +169,10 @@ export function gatherFacts(dirs: StatusDirs, now = new Date()): StatusFacts {
     }
     const state = readStateFile(stateDir);
     rememberPinnedPrograms(pinDir); /* our programs by their pins: no CAP_SYS_ADMIN needed */
-    const hooks = hookStates({ uplinkIfindex: config.uplinkIfindex, devIfindex: config.devIfindex });
+    const links = readLinks();
+    /* The fast path's cni0 hook: cni0 appears with the first pod, and the agent attaches to it then. */
+    const cniIfindex = links.find((l) => l.name === 'cni0')?.ifindex;
+    const hooks = hookStates({ uplinkIfindex: config.uplinkIfindex, devIfindex: config.devIfindex, cniIfindex });
     const programNames = new Map<number, string>();
     for (const h of hooks) {
       if (h.progId) {
@@ -178,7 +181,6 @@ export function gatherFacts(dirs: StatusDirs, now = new Date()): StatusFacts {
         if (name) programNames.set(h.progId, Object.values(PROGRAMS).find((p) => p.program.startsWith(name))?.program ?? name);
       }
     }
-    const links = readLinks();
     const peers = maps.peers.entries().map(([subnet, value]) => ({ subnet, value }));
     const counters = readPeerCountersExact(maps.peerStats.map, [...new Set(peers.map((p) => p.value.peerId))]);
     const uplinkName = links.find((l) => l.ifindex === config.uplinkIfindex)?.name ?? state?.uplink?.name;

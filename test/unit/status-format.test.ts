@@ -10,6 +10,7 @@ import {
 import { parseStatusArgs, resolveDirs, DEFAULT_PIN_DIR, DEFAULT_STATE_DIR } from '../../src/cli/status.js';
 import { hooksFor } from '../../src/loader/dataplane.js';
 import { parseCidr, parseIPv4 } from '../../src/maps/addr.js';
+import { CONFIG_FLAGS } from '../../src/maps/config.js';
 import { facts, stateFile, zeroDrops, NOW } from './status-fixtures.js';
 
 const codes = (r: StatusReport) => r.warnings.map((w) => w.code);
@@ -262,4 +263,22 @@ test('directories: flags, then FLANNELD_* variables, then defaults', (t) => {
   t.deepEqual(resolveDirs({ pinDir: null, stateDir: '/nonexistent-state' }, {}), { pinDir: DEFAULT_PIN_DIR, stateDir: '/nonexistent-state' });
   t.deepEqual(resolveDirs({ pinDir: null, stateDir: null }, { FLANNELD_STATE_DIR: '/s', FLANNELD_BPFFS_PIN_DIR: '/sys/fs/bpf/q' }), { pinDir: '/sys/fs/bpf/q', stateDir: '/s' });
   t.deepEqual(resolveDirs({ pinDir: '/p', stateDir: null }, { FLANNELD_BPFFS_PIN_DIR: '/sys/fs/bpf/q' }), { pinDir: '/p', stateDir: DEFAULT_STATE_DIR });
+});
+
+test('fast path on: the device and cni0 ingress hooks are required (attached, or DETACHED when missing), not "not needed"', (t) => {
+  const base = facts();
+  const hooks = [
+    ...base.hooks.filter((h) => h.hook !== 'dev-tc-ingress'),
+    { hook: 'dev-tc-ingress' as const, ifindex: 3, progId: 103, ours: true },
+    { hook: 'cni-tc-ingress' as const, ifindex: 4, progId: null, ours: false },
+  ];
+  const r = buildReport(facts({ config: { ...base.config, decap: 'tc', flags: base.config.flags | CONFIG_FLAGS.fastPath }, hooks }));
+  const row = (h: string) => r.programs.find((p) => p.hook === h)!;
+  t.true(row('dev-tc-ingress').required);
+  t.true(row('cni-tc-ingress').required);
+  const screen = formatStatus(r);
+  t.regex(screen, /^ {2}dev-tc-ingress +flannel-bpf \(3\) +fbpf_dev_ingress +103 +attached$/m);
+  t.regex(screen, /^ {2}cni-tc-ingress +cni0 \(4\) +- +- +DETACHED$/m);
+  const off = buildReport(facts({ hooks }));
+  t.false(off.programs.find((p) => p.hook === 'cni-tc-ingress')!.required, 'fast path off: cni0 is not ours to hook');
 });
