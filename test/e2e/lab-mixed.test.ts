@@ -35,6 +35,7 @@ for (const [label, backend, directRouting, segment] of [
     }, { what: 'the stock node to program its peers' });
     const m = await lab.check();
     t.deepEqual(m.failures, [], 'every pod reaches every pod');
+    if (m.retried.length) t.log(`answered on the second ping only: ${m.retried.join(', ')}`);
     /* Our maps hold the stock node's lease as written by flanneld. */
     const maps = NodeMaps.fromPinDir(lab.node('n1').pinDir);
     t.teardown(() => maps.close());

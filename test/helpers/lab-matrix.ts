@@ -36,6 +36,7 @@ export function registerLabMatrix(label: string, backend: LabBackend, opts: { di
   test.serial(`${label}: every pod reaches every pod — same node, across the L2 segment${oneSegment ? '' : ', across the router'}`, async (t) => {
     const m = await lab.check();
     t.deepEqual(m.failures, []);
+    if (m.retried.length) t.log(`answered on the second ping only: ${m.retried.join(', ')}`);
     t.is(m.ok.flat().filter(Boolean).length, 36);
     const seg = (n: string) => lab.node(n).segment;
     t.is(seg('n1'), seg('n2'), 'n1 and n2 share a segment');
