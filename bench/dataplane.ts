@@ -69,7 +69,7 @@ const VARIANTS: Variant[] = [
   { id: 'udp-fast', label: 'flannel-bpf udp (tc decap), fast path', kind: 'flannel-bpf', quick: false },
 ];
 
-/* BENCH_ONLY=id,id,… measures a subset (profiling); the committed results come from a full run. */
+/* BENCH_ONLY=id,id,… measures a subset, written as *-partial-* (gitignored); the committed results come from a full run. */
 const only = process.env.BENCH_ONLY?.split(',').filter(Boolean);
 const variants = VARIANTS.filter((v) => (only ? only.includes(v.id) : !quick || v.quick));
 const want = (id: string) => variants.some((v) => v.id === id);
@@ -295,17 +295,18 @@ async function profileAll(): Promise<void> {
       } finally {
         if (server.exitCode === null) server.kill('SIGKILL');
       }
-      const report = execFileSync('perf', ['report', '-i', data, '--no-children', '--sort', 'sym', '--percent-limit', '1', '--stdio', '-g', 'none'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      const report = execFileSync('perf', ['report', '-i', data, '--no-children', '--sort', 'sym', '--percent-limit', '0.25', '--stdio', '-g', 'none'], { encoding: 'utf8', maxBuffer: 64 << 20 });
       const hot = [...report.matchAll(/^\s+([\d.]+)%\s+\[[.kK]\]\s+(\S+)/gm)].map((m) => ({ symbol: m[2]!, pct: Number(m[1]) }));
       results.push({ variant: v.label, workload: w.label, hot });
       say(`profile ${v.id} ${w.id}: ${hot.slice(0, 4).map((h) => `${h.symbol} ${h.pct}%`).join(', ')}`);
     }
   }
   const env = environment();
-  const file = resultsFile(quick ? 'profile-quick' : 'profile');
+  /* A BENCH_ONLY subset never overwrites the committed results of a whole run. */
+  const file = resultsFile(['profile', quick ? 'quick' : null, only ? 'partial' : null].filter(Boolean).join('-'));
   writeResults('profile', { bench: 'dataplane-profile', startedAt: new Date().toISOString(), environment: env, seconds: PROFILE_SECONDS, results }, file);
   const md = [`# Dataplane profile — ${env.host}, ${new Date().toISOString()}`, '',
-    `perf record -a -g -F 999 for ${PROFILE_SECONDS} s per variant and workload (both CPUs, the whole machine); self time per symbol, those ≥ 1 %. Kernel ${env.kernel}, commit ${env.git.commit?.slice(0, 12) ?? '?'}${env.git.dirty ? ' (dirty)' : ''}.`, '',
+    `perf record -a -g -F 999 for ${PROFILE_SECONDS} s per variant and workload (both CPUs, the whole machine); self time per symbol, the top 15 (the JSON keeps all ≥ 0.25 %). Kernel ${env.kernel}, commit ${env.git.commit?.slice(0, 12) ?? '?'}${env.git.dirty ? ' (dirty)' : ''}.`, '',
     ...results.flatMap((r) => [`## ${r.variant} — ${r.workload}`, '', markdownTable(['symbol', 'self %'], r.hot.slice(0, 15).map((h) => [h.symbol, fmt(h.pct)])), ''])].join('\n');
   fs.writeFileSync(file.replace(/\.json$/, '.md'), md);
   process.stdout.write(`${md}\nresults: ${file} (+ .md)\n`);
@@ -373,7 +374,7 @@ async function main(): Promise<void> {
     tcp1VsNative: Object.fromEntries(variants.map((v) => [v.id, ratio(med(v.id, 'tcp1'), med('native', 'tcp1'))])),
     targets,
   };
-  const name = quick ? 'dataplane-quick' : 'dataplane';
+  const name = ['dataplane', quick ? 'quick' : null, only ? 'partial' : null].filter(Boolean).join('-');
   const file = writeResults(name, result);
   const md = [`# Dataplane benchmark — ${env.host}, ${new Date().toISOString()}`, '',
     `${ROUNDS} alternating rounds, ${SECONDS} s per figure; median (min–max). Kernel ${env.kernel}, ${env.cpus} CPUs, commit ${env.git.commit?.slice(0, 12) ?? '?'}${env.git.dirty ? ' (dirty)' : ''}.`, '',
