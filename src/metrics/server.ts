@@ -53,6 +53,8 @@ export interface MetricsAgentView {
     readonly synced: boolean;
   } | null;
   readonly hooks: readonly HookState[];
+  /** The fast path is on (its hooks are required: the device's ingress, and cni0's once it exists). */
+  readonly fastPath?: boolean;
   attached(): boolean;
   readonly subnetEnvWritten: boolean;
   readonly lastSync: Date | null;
@@ -128,12 +130,17 @@ function metricDoc(name: string): MetricDoc {
 /* ------------------------------------------------------------ readiness */
 
 /** Where our programs are (from the hooks the agent last reported) and which it needs. */
-function attachPlanOf(agent: MetricsAgentView): { uplinkIfindex: number; devIfindex: number; required: HookName[] } | null {
+function attachPlanOf(agent: MetricsAgentView): { uplinkIfindex: number; devIfindex: number; cniIfindex?: number; required: HookName[] } | null {
   if (!agent.engine || !agent.conf || agent.hooks.length === 0) return null;
   const up = agent.hooks.find((h) => h.hook.startsWith('uplink-'))?.ifindex;
   const dev = agent.hooks.find((h) => h.hook.startsWith('dev-'))?.ifindex;
   if (!up || !dev) return null;
-  return { uplinkIfindex: up, devIfindex: dev, required: hooksFor({ engine: agent.engine, backend: agent.conf.backend.type }) };
+  const fastPath = agent.fastPath ?? false;
+  const cni = fastPath ? agent.hooks.find((h) => h.hook === 'cni-tc-ingress')?.ifindex : undefined;
+  return {
+    uplinkIfindex: up, devIfindex: dev, cniIfindex: cni,
+    required: hooksFor({ engine: agent.engine, backend: agent.conf.backend.type, fastPath, cniIfindex: cni }),
+  };
 }
 
 /** The hooks as the kernel has them now (not as the agent last saw them). */

@@ -275,6 +275,9 @@ test.serial('readiness: 503 before the first sync, 200 after, 503 when a program
   const s = scrape(n1);
   t.is(metric(s, 'flannel_bpf_program_detached_found_total', {}), 1, 'the agent found it detached once');
   t.is(metric(s, 'flannel_bpf_program_attached', { hook: 'uplink-tc-ingress' }), 1);
+  /* The fast path is on (the default) and n1 has a pod: its two hooks are required, and attached. */
+  t.is(metric(s, 'flannel_bpf_program_attached', { hook: 'dev-tc-ingress' }), 1);
+  t.is(metric(s, 'flannel_bpf_program_attached', { hook: 'cni-tc-ingress' }), 1);
   t.true(statusJson(n1).programs.filter((p) => p.required).every((p) => p.attached));
 });
 
