@@ -100,8 +100,9 @@ export function rememberPinnedPrograms(pinDir: string): number {
     const fd = libbpf().bpf_obj_get(path.join(pinDir, name));
     if (fd < 0) continue;
     try {
+      /* The pin carries the full name; the kernel keeps 15 characters (fbpf_uplink_ing… is two programs). */
       const info = programInfo(fd);
-      rememberOwnProgram(info.id, info.name);
+      rememberOwnProgram(info.id, name.slice(PROGRAM_PIN_PREFIX.length));
       n++;
     } catch {
       /* not a program pin */
@@ -238,7 +239,7 @@ export class BpfObject {
       const name = lib.bpf_program__name(p);
       const prog = new BpfProgram(name, lib.bpf_program__section_name(p), lib.bpf_program__fd(p), Number(lib.bpf_program__insn_cnt(p)));
       this.programs.set(name, prog);
-      rememberOwnProgram(prog.info().id, prog.info().name);
+      rememberOwnProgram(prog.info().id, name);
     }
     for (let m = lib.bpf_object__next_map(obj, null); m; m = lib.bpf_object__next_map(obj, m)) {
       const name = lib.bpf_map__name(m);

@@ -56,7 +56,7 @@ interface StatusJson {
   agent: { running: boolean; ready: boolean; notReady: string[] };
   node: { name: string; subnet: string; publicIp: string; vtepMac: string };
   store: { state: string | null; live: boolean };
-  programs: Array<{ hook: string; required: boolean; attached: boolean; progId: number | null }>;
+  programs: Array<{ hook: string; required: boolean; attached: boolean; progId: number | null; name: string | null }>;
   peers: { programmed: number; list: Array<{ peer: string | null; peerId: number; subnet: string; publicIp: string; mode: string; txPackets: number; txBytes: number; rxPackets: number; rxBytes: number; rates: null | { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number } }> };
   drops: Array<{ reason: string; packets: number; bytes: number }>;
   warnings: Array<{ code: string; message: string }>;
@@ -278,7 +278,10 @@ test.serial('readiness: 503 before the first sync, 200 after, 503 when a program
   /* The fast path is on (the default) and n1 has a pod: its two hooks are required, and attached. */
   t.is(metric(s, 'flannel_bpf_program_attached', { hook: 'dev-tc-ingress' }), 1);
   t.is(metric(s, 'flannel_bpf_program_attached', { hook: 'cni-tc-ingress' }), 1);
-  t.true(statusJson(n1).programs.filter((p) => p.required).every((p) => p.attached));
+  const programs = statusJson(n1).programs;
+  t.true(programs.filter((p) => p.required).every((p) => p.attached));
+  /* Full names from the pins: the kernel keeps 15 characters, which fbpf_uplink_ingress and fbpf_uplink_ingress_fast share. */
+  t.is(programs.find((p) => p.hook === 'uplink-tc-ingress')?.name, 'fbpf_uplink_ingress_fast');
 });
 
 test.serial('status --watch redraws with rates while traffic flows', async (t) => {
