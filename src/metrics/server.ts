@@ -112,7 +112,7 @@ export const METRICS: readonly MetricDoc[] = [
   { name: 'flannel_bpf_lease_rejections_total', type: 'counter', labels: ['reason'], help: 'Peer leases rejected (logged once per lease and reason), by reason.' },
   { name: 'flannel_bpf_lease_store_state', type: 'gauge', labels: ['store', 'state'], help: 'Connection state of the lease store (etcd or kube): 1 for the current state, 0 for the others.' },
   { name: 'flannel_bpf_last_sync_timestamp_seconds', type: 'gauge', labels: [], help: 'Unix time the maps were last brought in line with the lease store (0: never).' },
-  { name: 'flannel_bpf_program_attached', type: 'gauge', labels: ['hook'], help: 'Whether our program is attached at a hook this node\'s engine needs (1) or not (0), checked at scrape time.' },
+  { name: 'flannel_bpf_program_attached', type: 'gauge', labels: ['hook'], help: 'Whether our program is attached at a hook this node needs (its engine and backend; with the fast path also the device\'s and cni0\'s ingress) (1) or not (0), checked at scrape time.' },
   { name: 'flannel_bpf_program_detached_found_total', type: 'counter', labels: [], help: 'Times the agent found a required program detached and re-attached it.' },
   { name: 'flannel_bpf_link_events_total', type: 'counter', labels: ['event'], help: 'Link events the agent handled: uplink_lost (the uplink vanished), uplink_returned (it came back and the programs were re-attached), device_recreated (the flannel-bpf device was deleted and recreated with the same VtepMAC).' },
   { name: 'flannel_bpf_ready', type: 'gauge', labels: [], help: 'Readiness as /readyz reports it (1 ready, 0 not).' },
