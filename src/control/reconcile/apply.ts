@@ -232,30 +232,14 @@ export class Reconciler {
       reused.forEach((id, i) => peerStats.codec.encodeKey(id, keys, i * peerStats.codec.keySize));
       peerStats.map.updateBatch(keys, Buffer.alloc(reused.length * peerStats.map.valueBufSize), reused.length);
     }
-    if (d.sourceUpserts.length) {
-      const n = d.sourceUpserts.length;
-      const ks = sources.codec.keySize;
-      const vs = sources.map.valueBufSize;
-      const keys = Buffer.alloc(n * ks);
-      const values = Buffer.alloc(n * vs);
-      d.sourceUpserts.forEach((u, i) => {
-        sources.codec.encodeKey(u.publicIp, keys, i * ks);
-        sources.codec.encodeValue(u.value, values, i * vs);
-      });
-      sources.map.updateBatch(keys, values, n);
-    }
-    if (d.peerUpserts.length) {
-      const n = d.peerUpserts.length;
-      const ks = peers.codec.keySize;
-      const vs = peers.map.valueBufSize;
-      const keys = Buffer.alloc(n * ks);
-      const values = Buffer.alloc(n * vs);
-      d.peerUpserts.forEach((u, i) => {
-        peers.codec.encodeKey(u.subnet, keys, i * ks);
-        encodePeerValue(u.value, values, i * vs);
-      });
-      peers.map.updateBatch(keys, values, n);
-    }
+    writeBatch(sources, d.sourceUpserts, (u, keys, ko, values, vo) => {
+      sources.codec.encodeKey(u.publicIp, keys, ko);
+      sources.codec.encodeValue(u.value, values, vo);
+    });
+    writeBatch(peers, d.peerUpserts, (u, keys, ko, values, vo) => {
+      peers.codec.encodeKey(u.subnet, keys, ko);
+      encodePeerValue(u.value, values, vo);
+    });
     peers.deleteMany(d.peerDeletes);
     sources.deleteMany(d.sourceDeletes);
   }
@@ -372,4 +356,20 @@ function diffKeys<K, W, H>(want: ReadonlyMap<K, W>, have: ReadonlyMap<K, H>, tou
     for (const k of have.keys()) if (!want.has(k)) deletes.push(k);
   }
   return { upserts, deletes };
+}
+
+/** One batched update of `items` into a map: keys and values encoded side by side into the syscall buffers. */
+function writeBatch<T>(
+  target: { codec: { keySize: number }; map: { valueBufSize: number; updateBatch(keys: Buffer, values: Buffer, count: number): unknown } },
+  items: readonly T[],
+  encode: (item: T, keys: Buffer, keyOffset: number, values: Buffer, valueOffset: number) => void,
+): void {
+  const n = items.length;
+  if (n === 0) return;
+  const ks = target.codec.keySize;
+  const vs = target.map.valueBufSize;
+  const keys = Buffer.alloc(n * ks);
+  const values = Buffer.alloc(n * vs);
+  items.forEach((item, i) => encode(item, keys, i * ks, values, i * vs));
+  target.map.updateBatch(keys, values, n);
 }
