@@ -57,6 +57,7 @@ export async function runDemoCommand(_argv: string[]): Promise<number> {
       const b = await iperf3(kp1.ns, kp2.ns, kp2.ip, { seconds: 3 });
       rows.push([`flannel-bpf vxlan (round ${round})`, a.gbps], [`stock kernel VXLAN (round ${round})`, b.gbps]);
       say(`  round ${round}: flannel-bpf ${a.gbps.toFixed(2)} Gbit/s   stock ${b.gbps.toFixed(2)} Gbit/s`);
+      for (const [who, r] of [['flannel-bpf', a], ['stock', b]] as const) if (r.retried) say(`    (${who}: the first try failed — ${r.retried} — and was run again)`);
     }
     const med = (xs: number[]) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
     const ourMed = med(rows.filter(([k]) => k.startsWith('flannel')).map(([, v]) => v));

@@ -231,8 +231,8 @@ export function buildReport(f: StatusFacts, prev?: PreviousSample): StatusReport
 
   /* Programs. */
   const fastPath = (c.flags & CONFIG_FLAGS.fastPath) !== 0;
-  const cniHook = f.hooks.find((h) => h.hook === 'cni-tc-ingress');
-  const required = new Set<HookName>(hooksFor({ engine: c.decap, backend: c.backend, fastPath, cniIfindex: cniHook?.ifindex }));
+  /* cni0's hook is required once the agent has attached to it (the pinned config names it): cni0 appears with the first pod, the agent follows within a second. */
+  const required = new Set<HookName>(hooksFor({ engine: c.decap, backend: c.backend, fastPath, cniIfindex: c.cniIfindex || undefined }));
   const programs: ProgramRow[] = f.hooks.map((h) => {
     const link = linkBy.get(h.ifindex);
     return {

@@ -171,7 +171,7 @@ export function gatherFacts(dirs: StatusDirs, now = new Date()): StatusFacts {
     rememberPinnedPrograms(pinDir); /* our programs by their pins: no CAP_SYS_ADMIN needed */
     const links = readLinks();
     /* The fast path's cni0 hook: cni0 appears with the first pod, and the agent attaches to it then. */
-    const cniIfindex = links.find((l) => l.name === 'cni0')?.ifindex;
+    const cniIfindex = config.cniIfindex || links.find((l) => l.name === 'cni0')?.ifindex;
     const hooks = hookStates({ uplinkIfindex: config.uplinkIfindex, devIfindex: config.devIfindex, cniIfindex });
     const programNames = new Map<number, string>();
     for (const h of hooks) {

@@ -272,7 +272,7 @@ test('fast path on: the device and cni0 ingress hooks are required (attached, or
     { hook: 'dev-tc-ingress' as const, ifindex: 3, progId: 103, ours: true },
     { hook: 'cni-tc-ingress' as const, ifindex: 4, progId: null, ours: false },
   ];
-  const r = buildReport(facts({ config: { ...base.config, decap: 'tc', flags: base.config.flags | CONFIG_FLAGS.fastPath }, hooks }));
+  const r = buildReport(facts({ config: { ...base.config, decap: 'tc', flags: base.config.flags | CONFIG_FLAGS.fastPath, cniIfindex: 4 }, hooks }));
   const row = (h: string) => r.programs.find((p) => p.hook === h)!;
   t.true(row('dev-tc-ingress').required);
   t.true(row('cni-tc-ingress').required);
@@ -281,4 +281,7 @@ test('fast path on: the device and cni0 ingress hooks are required (attached, or
   t.regex(screen, /^ {2}cni-tc-ingress +cni0 \(4\) +- +- +DETACHED$/m);
   const off = buildReport(facts({ hooks }));
   t.false(off.programs.find((p) => p.hook === 'cni-tc-ingress')!.required, 'fast path off: cni0 is not ours to hook');
+  const early = buildReport(facts({ config: { ...base.config, decap: 'tc', flags: base.config.flags | CONFIG_FLAGS.fastPath, cniIfindex: 0 }, hooks }));
+  t.false(early.programs.find((p) => p.hook === 'cni-tc-ingress')!.required, 'cni0 just appeared, the agent has not attached yet: not (yet) required');
+  t.deepEqual(early.warnings.map((w) => w.code), [], 'and no warning in that second');
 });
