@@ -51,24 +51,33 @@ export function readinessReport(checks: readonly ReadinessCheck[]): { ready: boo
   return { ready: failing.length === 0, failing };
 }
 
+/**
+ * Answer /healthz or /readyz (the health server and the metrics port serve
+ * the same); false for any other path.
+ */
+export function serveHealth(url: string | undefined, res: http.ServerResponse, loop: EventLoopWatch, maxLagMs: number, checks: readonly ReadinessCheck[]): boolean {
+  if (url === '/healthz') {
+    const lag = loop.lagMs;
+    const ok = lag < maxLagMs;
+    res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
+    res.end(ok ? 'flannel-bpf is running\n' : `flannel-bpf event loop is stalled (${Math.round(lag)} ms)\n`);
+    return true;
+  }
+  if (url === '/readyz') {
+    const r = readinessReport(checks);
+    res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' });
+    res.end(r.ready ? 'flannel-bpf is ready\n' : `flannel-bpf is not ready yet:\n${r.failing.map((f) => `  - ${f}`).join('\n')}\n`);
+    return true;
+  }
+  return false;
+}
+
 export async function startHealthServer(opts: HealthServerOptions): Promise<{ server: http.Server; port: number; loop: EventLoopWatch }> {
   const loop = new EventLoopWatch();
   const maxLag = opts.maxLagMs ?? 5000;
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
-    if (url === '/healthz') {
-      const lag = loop.lagMs;
-      const ok = lag < maxLag;
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(ok ? 'flannel-bpf is running\n' : `flannel-bpf event loop is stalled (${Math.round(lag)} ms)\n`);
-      return;
-    }
-    if (url === '/readyz') {
-      const r = readinessReport(opts.checks);
-      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(r.ready ? 'flannel-bpf is ready\n' : `flannel-bpf is not ready yet:\n${r.failing.map((f) => `  - ${f}`).join('\n')}\n`);
-      return;
-    }
+    if (serveHealth(url, res, loop, maxLag, opts.checks)) return;
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found: try /healthz or /readyz\n');
   });

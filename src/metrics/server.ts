@@ -30,7 +30,7 @@ import type { Engine } from '../loader/engine.js';
 import type { DesiredPeerWithId } from '../control/reconcile/ids.js';
 import type { ApplyResult } from '../control/reconcile/apply.js';
 import type { StoreState } from '../control/subnet/types.js';
-import { EventLoopWatch, readinessReport, type ReadinessCheck } from './health.js';
+import { EventLoopWatch, readinessReport, serveHealth, type ReadinessCheck } from './health.js';
 import { readPeerCounters } from './peer-counters.js';
 
 export const METRICS_VERSION = '0.1.0';
@@ -136,6 +136,7 @@ function attachPlanOf(agent: MetricsAgentView): { uplinkIfindex: number; devIfin
   const dev = agent.hooks.find((h) => h.hook.startsWith('dev-'))?.ifindex;
   if (!up || !dev) return null;
   const fastPath = agent.fastPath ?? false;
+  /* The agent records cni0 even with the fast path off; only the fast path hooks it. */
   const cni = fastPath ? agent.hooks.find((h) => h.hook === 'cni-tc-ingress')?.ifindex : undefined;
   return {
     uplinkIfindex: up, devIfindex: dev, cniIfindex: cni,
@@ -509,18 +510,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
       });
       return;
     }
-    if (url === '/healthz') {
-      const ok = loop.lagMs < maxLag;
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(ok ? 'flannel-bpf is running\n' : `flannel-bpf event loop is stalled (${Math.round(loop.lagMs)} ms)\n`);
-      return;
-    }
-    if (url === '/readyz') {
-      const r = readinessReport(m.checks);
-      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(r.ready ? 'flannel-bpf is ready\n' : `flannel-bpf is not ready yet:\n${r.failing.map((f) => `  - ${f}`).join('\n')}\n`);
-      return;
-    }
+    if (serveHealth(url, res, loop, maxLag, m.checks)) return;
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found: try /metrics, /healthz or /readyz\n');
   });
