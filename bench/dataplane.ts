@@ -262,8 +262,8 @@ interface Hotspot { symbol: string; pct: number }
 
 /**
  * Profile every variant (perf record -a -g at 999 Hz for PROFILE_SECONDS,
- * both CPUs) while one workload runs, and keep the symbols above 1 % (self
- * time). The point is evidence of where the cycles go, per variant, in the
+ * both CPUs) while one workload runs, and keep the symbols at 0.25 % of
+ * self time or more. The point is evidence of where the cycles go, per variant, in the
  * same topologies the figures come from.
  */
 async function profileAll(): Promise<void> {

@@ -177,8 +177,9 @@ export function gatherFacts(dirs: StatusDirs, now = new Date()): StatusFacts {
     for (const h of hooks) {
       if (h.progId) {
         const name = programNameById(h.progId);
-        /* The kernel keeps 15 characters of a program's name. */
-        if (name) programNames.set(h.progId, Object.values(PROGRAMS).find((p) => p.program.startsWith(name))?.program ?? name);
+        /* Ours carry full names (from the pins); a kernel name keeps 15 characters, completed only when that is unambiguous (fbpf_uplink_ing… is two programs). */
+        const full = name ? Object.values(PROGRAMS).map((p) => p.program).filter((p) => p.startsWith(name)) : [];
+        if (name) programNames.set(h.progId, full.length === 1 ? full[0]! : name);
       }
     }
     const peers = maps.peers.entries().map(([subnet, value]) => ({ subnet, value }));

@@ -4,9 +4,9 @@
  *
  * The client starts only once the server listens, gives up on a control
  * connection that does not open in 3 s (and on a run that outlasts its time
- * by 15 s), and a failed run is tried once more on another port (`retried` says so): a demo
- * on a loaded 2-CPU machine should report a figure, or a clear error, and
- * never hang.
+ * by 15 s), and a failed run is tried once more on another port (`retried`
+ * says so): a demo on a loaded 2-CPU machine should report a figure, or a
+ * clear error, and never hang.
  */
 import { nsSpawn, nsRun, nsExec } from './netns.js';
 
