@@ -195,14 +195,8 @@ export class Lab {
     /* Router with the two segments, and the lab's etcd on both. */
     this.#ns(s.router);
     nsExec(s.router, 'sysctl -qw net.ipv4.ip_forward=1');
-    for (const [i, seg] of SEGMENTS.entries()) {
-      /*
-       * A fixed MAC: a bridge without one takes the lowest MAC of its ports, so
-       * a node added later (with a random, lower veth MAC) would change the
-       * router's MAC under every node's neighbour entry, and routed traffic
-       * would go to the old MAC until ARP noticed (seconds).
-       */
-      nsExec(s.router, `ip link add ${seg.bridge} address 02:fb:00:00:0${i + 1}:01 type bridge; ip addr add ${seg.gw}/24 dev ${seg.bridge}; ip link set ${seg.bridge} up`);
+    for (const seg of SEGMENTS) {
+      nsExec(s.router, `ip link add ${seg.bridge} type bridge; ip addr add ${seg.gw}/24 dev ${seg.bridge}; ip link set ${seg.bridge} up`);
     }
     fs.mkdirSync(s.dir, { recursive: true });
     s.etcd = await startEtcd(s.router, SEGMENTS.map((x) => x.gw), etcdDataDir(s.dir), { logFile: path.join(s.dir, 'etcd.log') });
