@@ -32,6 +32,7 @@ test.before(async () => {
   const nodes = [lab.addNode(1, { segment: 'a', agentArgs: ['--max-peers=3'] }), lab.addNode(2, { segment: 'a' }), lab.addNode(3, { segment: 'b' })];
   await lab.waitReady(nodes);
   for (const n of nodes) lab.addPod(n.name);
+  await lab.settle();
 });
 test.after.always(() => { lab?.down(); });
 

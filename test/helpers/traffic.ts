@@ -97,9 +97,15 @@ export interface PingFlood {
   stop(): void;
 }
 
-/** `count` echo requests every `intervalMs` (≥ 2 ms, root) from one namespace; 1 s reply timeout each. */
+/**
+ * `count` echo requests every `intervalMs` (≥ 2 ms, root) from one namespace.
+ * A deadline (-w: the flood's length plus 5 s) makes ping wait for every
+ * reply: without one, ping stops 2 × the largest RTT seen after its last
+ * request, and a last reply delayed by a busy CPU would count as lost.
+ */
 export function pingFlood(set: NsRunner, from: string, ip: string, count: number, intervalMs = 5): PingFlood {
-  const child = set.spawn(from, `ping -q -n -c ${count} -i ${(intervalMs / 1000).toFixed(3)} -W 1 ${ip}`);
+  const deadline = Math.ceil((count * intervalMs) / 1000) + 5;
+  const child = set.spawn(from, `ping -q -n -c ${count} -i ${(intervalMs / 1000).toFixed(3)} -W 1 -w ${deadline} ${ip}`);
   let out = '';
   child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });

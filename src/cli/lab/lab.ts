@@ -144,6 +144,11 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** A random unicast, locally administered MAC for a router bridge (02:fb:…). */
+function routerMac(): string {
+  return ['02', 'fb', ...[...crypto.randomBytes(4)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
 export class Lab {
   private constructor(readonly state: LabState, private readonly opts: LabOptions) {}
 
@@ -196,7 +201,14 @@ export class Lab {
     this.#ns(s.router);
     nsExec(s.router, 'sysctl -qw net.ipv4.ip_forward=1');
     for (const seg of SEGMENTS) {
-      nsExec(s.router, `ip link add ${seg.bridge} type bridge; ip addr add ${seg.gw}/24 dev ${seg.bridge}; ip link set ${seg.bridge} up`);
+      /*
+       * An explicit MAC, as a real router has: a bridge without one takes the
+       * lowest MAC of its ports, so a node added later (random veth MAC) could
+       * change the router's MAC under every node's neighbour entry. Frames to
+       * the old one (another port's MAC) reach the router as PACKET_OTHERHOST
+       * and IP drops them: routed flows black-holed until ARP notices.
+       */
+      nsExec(s.router, `ip link add ${seg.bridge} address ${routerMac()} type bridge; ip addr add ${seg.gw}/24 dev ${seg.bridge}; ip link set ${seg.bridge} up`);
     }
     fs.mkdirSync(s.dir, { recursive: true });
     s.etcd = await startEtcd(s.router, SEGMENTS.map((x) => x.gw), etcdDataDir(s.dir), { logFile: path.join(s.dir, 'etcd.log') });
@@ -212,7 +224,10 @@ export class Lab {
     for (const n of this.state.nodes) {
       for (let k = 1; k <= (this.opts.podsPerNode ?? 0); k++) this.addPod(n.name);
     }
-    if (this.opts.podsPerNode) this.say(`${this.state.pods.length} pods created with the CNI bridge + host-local plugins (${Date.now() - t0} ms)`);
+    if (this.opts.podsPerNode) {
+      await this.settle();
+      this.say(`${this.state.pods.length} pods created with the CNI bridge + host-local plugins (${Date.now() - t0} ms)`);
+    }
   }
 
   /** Create node i (namespace, uplink on its segment, program) — also used to join nodes later. */
@@ -304,6 +319,27 @@ export class Lab {
   }
 
   /** Wait until each node has written subnet.env and (for our agents) synced its maps. */
+  /**
+   * Wait until every agent with pods and the fast path on has attached its
+   * program to cni0 (the bridge plugin creates cni0 with the node's first pod;
+   * the agent notices within a second). Attaching adds a clsact qdisc to cni0,
+   * and the kernel deactivates a device for a qdisc graft: packets cni0 sends
+   * in that moment are dropped. Tests that measure loss start after it.
+   */
+  async settle(nodes: readonly LabNode[] = this.state.nodes, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const args = (n: LabNode) => [...(this.opts.agentArgs ?? []), ...(n.extraArgs ?? [])];
+    const pending = nodes.filter((n) => n.kind === 'flannel-bpf' && this.state.pods.some((p) => p.node === n.name)
+      && !/--fast-path[= ]off\b/.test(args(n).join(' ')));
+    for (const n of pending) {
+      while (!/fbpf_cni_ingres/.test(nsExec(n.ns, 'tc filter show dev cni0 ingress 2>/dev/null || true'))) {
+        if (n.pid && !pidAlive(n.pid)) throw new Error(`${n.name}'s agent exited; last log lines:\n${tail(n.logFile, 15)}`);
+        if (Date.now() > deadline) throw new Error(`${n.name}'s agent did not attach the fast path to cni0 within ${timeoutMs} ms; last log lines:\n${tail(n.logFile, 15)}`);
+        await sleep(50);
+      }
+    }
+  }
+
   async waitReady(nodes: readonly LabNode[], timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (const n of nodes) {

@@ -46,6 +46,7 @@ test.before(async () => {
   const nodes = [lab.addNode(1, { segment: 'a' }), lab.addNode(2, { segment: 'b' }), lab.addNode(3, { segment: 'b', agentArgs: ['--decap=xdp'] })];
   await lab.waitReady(nodes);
   for (const n of nodes) lab.addPod(n.name);
+  await lab.settle();
 });
 test.after.always(() => {
   lab?.down();
