@@ -99,12 +99,15 @@ export interface PingFlood {
 
 /**
  * `count` echo requests every `intervalMs` (≥ 2 ms, root) from one namespace.
- * A deadline (-w: the flood's length plus 5 s) makes ping wait for every
- * reply: without one, ping stops 2 × the largest RTT seen after its last
- * request, and a last reply delayed by a busy CPU would count as lost.
+ * A deadline (-w) makes ping wait for every reply: without one, ping stops
+ * 2 × the largest RTT seen after its last request, and a last reply delayed
+ * by a busy CPU would count as lost. With it, ping sends until it has `count`
+ * replies (a loss shows as sent > count) or the deadline passes; the deadline
+ * is 3 × the flood's nominal length + 10 s, as ping's interval stretches on a
+ * loaded machine.
  */
 export function pingFlood(set: NsRunner, from: string, ip: string, count: number, intervalMs = 5): PingFlood {
-  const deadline = Math.ceil((count * intervalMs) / 1000) + 5;
+  const deadline = Math.ceil((3 * count * intervalMs) / 1000) + 10;
   const child = set.spawn(from, `ping -q -n -c ${count} -i ${(intervalMs / 1000).toFixed(3)} -W 1 -w ${deadline} ${ip}`);
   let out = '';
   child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
