@@ -7,11 +7,10 @@
  * the end (also on Ctrl-C or failure).
  */
 import path from 'node:path';
-import { Lab, repoRoot, NETWORK } from './lab/lab.js';
+import { Lab, repoRoot } from './lab/lab.js';
 import { formatMatrix } from './lab.js';
 import { nsRun } from './lab/netns.js';
 import { iperf3 } from './lab/iperf.js';
-import { programStockVxlan, programStockRules } from './lab/stock.js';
 
 export async function runDemoCommand(_argv: string[]): Promise<number> {
   const t0 = Date.now();
@@ -41,14 +40,7 @@ export async function runDemoCommand(_argv: string[]): Promise<number> {
     }
 
     step('throughput: single TCP stream pod → pod across the router (n1 → n3), flannel-bpf vs stock flannel\'s kernel VXLAN');
-    const k1 = lab.addStaticNode('k1', 'a', 201, '10.244.250.0/24', 1450);
-    const k2 = lab.addStaticNode('k2', 'b', 202, '10.244.251.0/24', 1450);
-    const spec = (n: typeof k1, mac: string) => ({ ns: n.ns, ip: n.ip, iface: 'eth0', subnet: n.subnet!, vtepMac: mac });
-    programStockVxlan(spec(k1, '0e:de:00:00:00:01'), [spec(k2, '0e:de:00:00:00:02')]);
-    programStockVxlan(spec(k2, '0e:de:00:00:00:02'), [spec(k1, '0e:de:00:00:00:01')]);
-    for (const k of [k1, k2]) programStockRules({ ns: k.ns, subnet: k.subnet! }, NETWORK);
-    const kp1 = lab.addPod('k1');
-    const kp2 = lab.addPod('k2');
+    const { kp1, kp2 } = lab.addStockPair('vxlan', ['a', 'b']);
     const ours = lab.state.pods.find((p) => p.node === 'n1')!;
     const theirs = lab.state.pods.find((p) => p.node === 'n3')!;
     const rows: Array<[string, number]> = [];

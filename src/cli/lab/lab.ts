@@ -22,6 +22,7 @@ import { startEtcd, stopEtcd, etcdctl, etcdDataDir, type EtcdProcess } from './e
 import { flannelDelegateConfig, cniAdd, STANDARD_FLANNEL_NETCONF } from './cni.js';
 import { readSubnetEnv, type SubnetEnv } from '../../control/subnet-env.js';
 import { readStateFile, type AgentStateFile } from '../../control/state.js';
+import { programStockHostGw, programStockRules, programStockVxlan, type StockNode } from './stock.js';
 
 export const LAB_ROOT = '/run/flannel-bpf-lab';
 export const LAB_PIN_ROOT = '/sys/fs/bpf';
@@ -144,9 +145,9 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** A random unicast, locally administered MAC for a router bridge (02:fb:…). */
-function routerMac(): string {
-  return ['02', 'fb', ...[...crypto.randomBytes(4)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+/** A random unicast, locally administered MAC, 02:<second>:… (the lab's router bridges use 02:fb). */
+export function randomMac(second = 'fb'): string {
+  return ['02', second, ...[...crypto.randomBytes(4)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
 export class Lab {
@@ -208,7 +209,7 @@ export class Lab {
        * the old one (another port's MAC) reach the router as PACKET_OTHERHOST
        * and IP drops them: routed flows black-holed until ARP notices.
        */
-      nsExec(s.router, `ip link add ${seg.bridge} address ${routerMac()} type bridge; ip addr add ${seg.gw}/24 dev ${seg.bridge}; ip link set ${seg.bridge} up`);
+      nsExec(s.router, `ip link add ${seg.bridge} address ${randomMac()} type bridge; ip addr add ${seg.gw}/24 dev ${seg.bridge}; ip link set ${seg.bridge} up`);
     }
     fs.mkdirSync(s.dir, { recursive: true });
     s.etcd = await startEtcd(s.router, SEGMENTS.map((x) => x.gw), etcdDataDir(s.dir), { logFile: path.join(s.dir, 'etcd.log') });
@@ -318,7 +319,6 @@ export class Lab {
     return n;
   }
 
-  /** Wait until each node has written subnet.env and (for our agents) synced its maps. */
   /**
    * Wait until every agent with pods and the fast path on has attached its
    * program to cni0 (the bridge plugin creates cni0 with the node's first pod;
@@ -328,9 +328,8 @@ export class Lab {
    */
   async settle(nodes: readonly LabNode[] = this.state.nodes, timeoutMs = 15_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const args = (n: LabNode) => [...(this.opts.agentArgs ?? []), ...(n.extraArgs ?? [])];
     const pending = nodes.filter((n) => n.kind === 'flannel-bpf' && this.state.pods.some((p) => p.node === n.name)
-      && !/--fast-path[= ]off\b/.test(args(n).join(' ')));
+      && !/--fast-path[= ]off\b/.test(this.agentArgv(n).join(' ')));
     for (const n of pending) {
       while (!/fbpf_cni_ingres/.test(nsExec(n.ns, 'tc filter show dev cni0 ingress 2>/dev/null || true'))) {
         if (n.pid && !pidAlive(n.pid)) throw new Error(`${n.name}'s agent exited; last log lines:\n${tail(n.logFile, 15)}`);
@@ -340,6 +339,7 @@ export class Lab {
     }
   }
 
+  /** Wait until each node has written subnet.env and (for our agents) synced its maps. */
   async waitReady(nodes: readonly LabNode[], timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (const n of nodes) {
@@ -386,6 +386,25 @@ export class Lab {
     s.nodes.push(node);
     saveState(s);
     return node;
+  }
+
+  /**
+   * Two nodes programmed exactly as stock flanneld programs them (static: no
+   * agent, no lease; k1 = .201 with 10.244.250.0/24, k2 = .202 with
+   * 10.244.251.0/24), flanneld's iptables rules, and a pod on each: the
+   * side-by-side reference for the demo and the tests.
+   */
+  addStockPair(backend: 'vxlan' | 'host-gw', segments: ['a' | 'b', 'a' | 'b']): { k1: LabNode; k2: LabNode; kp1: LabPod; kp2: LabPod } {
+    const mtu = backend === 'vxlan' ? 1450 : 1500;
+    const k1 = this.addStaticNode('k1', segments[0], 201, '10.244.250.0/24', mtu);
+    const k2 = this.addStaticNode('k2', segments[1], 202, '10.244.251.0/24', mtu);
+    const spec = (n: LabNode, vtepMac: string): StockNode => ({ ns: n.ns, ip: n.ip, iface: 'eth0', subnet: n.subnet!, vtepMac });
+    const [s1, s2] = [spec(k1, '0e:de:00:00:00:01'), spec(k2, '0e:de:00:00:00:02')];
+    const program = backend === 'vxlan' ? programStockVxlan : programStockHostGw;
+    program(s1, [s2]);
+    program(s2, [s1]);
+    for (const k of [k1, k2]) programStockRules({ ns: k.ns, subnet: k.subnet! }, NETWORK);
+    return { k1, k2, kp1: this.addPod('k1'), kp2: this.addPod('k2') };
   }
 
   /** Create a pod on a node with the real CNI plugins, as kubelet + flannel's CNI plugin would. */
