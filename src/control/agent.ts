@@ -26,6 +26,7 @@ import { writeSubnetEnv, readSubnetEnv } from './subnet-env.js';
 import { masqRules, forwardRules, ensureRules, ensureRulesAsync, defaultExec, defaultAsyncExec, type Exec, type AsyncExec } from './masquerade.js';
 import { writeStateFile, statePeerOf, stateWrittenAt, type AgentStateFile } from './state.js';
 import { readEndpointsAsync, syncEndpoints } from './endpoints.js';
+import { syncNextHops, ipBatch, managedLimit, type NextHopIo, type NextHopStatus } from './nexthops.js';
 import { Dataplane, hookStates, hooksFor, type HookState, type AttachPlan } from '../loader/dataplane.js';
 import { resolveEngine, type Engine } from '../loader/engine.js';
 import { FlannelBpfError } from '../loader/errors.js';
@@ -50,6 +51,8 @@ export interface AgentDeps {
   execAsync?: AsyncExec;
   /** Node name for logs and identity (etcd mode: hostname by default). */
   nodeName?: string;
+  /** Neighbour-table access for the managed next hops (default: the `ip` command). */
+  nextHopIo?: NextHopIo;
   /** Called whenever something status/metrics care about changes. */
   onChange?(agent: Agent): void;
 }
@@ -97,6 +100,8 @@ export class Agent {
   uplinkUp = true;
   /** Link events the periodic check handled (metrics: flannel_bpf_link_events_total). */
   readonly linkEvents = { uplink_lost: 0, uplink_returned: 0, device_recreated: 0 };
+  /** The peers' next hops kept resolved by the kernel (managed neighbour entries; null: not synced yet, or off). */
+  nextHops: NextHopStatus | null = null;
   /** Pinned maps migrated at start (upgrade or --max-peers change). */
   readonly migrations: Array<{ map: string; copied: number; dropped: number; at: Date }> = [];
   /** Times the periodic check found required programs detached (and re-attached them): readiness and metrics. */
@@ -417,6 +422,7 @@ export class Agent {
         this.#checkAttach();
         if (ticks % 2 === 0) await this.#syncEndpoints();
         if (ticks % 5 === 0) await this.#refreshUplink();
+        if (ticks % 5 === 1) await this.#syncNextHops();
         if (ticks % Math.max(1, this.flags.iptablesResync) === 0) await this.#resyncRules();
       } catch (err) {
         this.#log.warn(`periodic check failed: ${(err as Error).message}`);
@@ -509,6 +515,30 @@ export class Agent {
       if (changes) this.#log.debug('pod endpoints updated', { changes });
     } catch (err) {
       this.#log.debug(`cannot read pod endpoints: ${(err as Error).message}`);
+    }
+  }
+
+  /** Managed neighbour entries for the peers' next hops (src/control/nexthops.ts), every 5 s. */
+  async #syncNextHops(): Promise<void> {
+    if (!this.flags.managedNeighbours || !this.uplink || !this.reconciler || !this.uplinkUp) return;
+    const uplink = this.uplink.iface.name;
+    const io = this.deps.nextHopIo ?? { ip: this.#ipAsync, batch: ipBatch, limit: () => managedLimit() };
+    try {
+      const r = await syncNextHops(uplink, this.reconciler.planned.map((p) => p.publicIp), io);
+      const before = this.nextHops;
+      this.nextHops = { managed: r.managed, overLimit: r.overLimit, failed: r.failed, error: r.error, unrouted: r.unrouted };
+      if (r.marked.length || r.dropped.length) {
+        this.#log.info(`next hops: ${r.marked.length} neighbour entr${r.marked.length === 1 ? 'y' : 'ies'} made managed, ${r.dropped.length} no longer needed deleted`, { uplink, marked: r.marked.slice(0, 16), dropped: r.dropped.slice(0, 16), managed: r.managed });
+      }
+      if (r.error && r.error !== before?.error) {
+        this.#log.warn(`the kernel refused ${r.failed} managed neighbour entr${r.failed === 1 ? 'y' : 'ies'} on ${uplink}: ${r.error}; a next hop whose MAC changes without a gratuitous ARP stays black-holed until its entry expires (managed entries need Linux >= 5.16; --managed-neighbours=off silences this)`, { uplink, failed: r.failed });
+      }
+      if (r.overLimit && r.overLimit !== before?.overLimit) {
+        this.#log.warn(`${r.overLimit} next hops left unmanaged: the cap is half of net.ipv4.neigh.default.gc_thresh3 (raise it for more)`, { uplink, managed: r.managed, overLimit: r.overLimit });
+      }
+      if (before === null || before.managed !== r.managed || before.failed !== r.failed) this.#changed();
+    } catch (err) {
+      this.#log.warn(`cannot sync the next hops' neighbour entries: ${(err as Error).message}`, { uplink });
     }
   }
 

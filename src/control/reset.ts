@@ -1,7 +1,7 @@
 /**
  * `flannel-bpf reset`: remove everything flannel-bpf created on this node —
  * our TC filters and XDP program, the flannel-bpf device (with its address
- * and route), the pinned maps, flannel's iptables chains, subnet.env and the
+ * and route), the managed neighbour entries of its next hops, the pinned maps, flannel's iptables chains, subnet.env and the
  * state file. Leases in the store (etcd key / Node annotations) are not
  * node-local and are left alone (they expire / are overwritten).
  */
@@ -12,6 +12,7 @@ import { NodeMaps } from '../maps/index.js';
 import { removeDevice, linkInfo, defaultIpRunner, type IpRunner, DEVICE_NAME } from './device.js';
 import { masqRules, forwardRules, removeRules, defaultExec, type Exec } from './masquerade.js';
 import { readStateFile } from './state.js';
+import { removeManagedNeighbours } from './nexthops.js';
 import { parseCidr } from '../maps/addr.js';
 
 export interface ResetOptions {
@@ -51,6 +52,12 @@ export function resetNode(opts: ResetOptions): string[] {
     done.push('detached programs');
   }
   if (removeDevice(DEVICE_NAME, ip)) done.push(`deleted device ${DEVICE_NAME}`);
+  if (state?.uplink?.name) {
+    try {
+      const gone = removeManagedNeighbours(state.uplink.name, ip);
+      if (gone.length) done.push(`deleted ${gone.length} managed neighbour entr${gone.length === 1 ? 'y' : 'ies'} on ${state.uplink.name}`);
+    } catch { /* uplink gone */ }
+  }
   if (fs.existsSync(opts.pinDir)) {
     fs.rmSync(opts.pinDir, { recursive: true, force: true });
     done.push(`removed pins ${opts.pinDir}`);

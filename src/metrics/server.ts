@@ -66,6 +66,8 @@ export interface MetricsAgentView {
   readonly uplinkUp?: boolean;
   /** Link events the agent handled: the uplink lost / returned, the device recreated. */
   readonly linkEvents?: Readonly<Record<LinkEvent, number>>;
+  /** The peers' next hops the kernel keeps resolved (managed neighbour entries); null until synced or when off. */
+  readonly nextHops?: { readonly managed: number; readonly overLimit: number; readonly failed: number } | null;
   /** Every lease not programmed: unparsable records (store-level) and leases the reconciler refused. */
   rejectedLeases?(): readonly { readonly leaseKey: string }[];
 }
@@ -115,6 +117,7 @@ export const METRICS: readonly MetricDoc[] = [
   { name: 'flannel_bpf_program_attached', type: 'gauge', labels: ['hook'], help: 'Whether our program is attached at a hook this node needs (its engine and backend; with the fast path also the device\'s and cni0\'s ingress) (1) or not (0), checked at scrape time.' },
   { name: 'flannel_bpf_program_detached_found_total', type: 'counter', labels: [], help: 'Times the agent found a required program detached and re-attached it.' },
   { name: 'flannel_bpf_link_events_total', type: 'counter', labels: ['event'], help: 'Link events the agent handled: uplink_lost (the uplink vanished), uplink_returned (it came back and the programs were re-attached), device_recreated (the flannel-bpf device was deleted and recreated with the same VtepMAC).' },
+  { name: 'flannel_bpf_next_hops', type: 'gauge', labels: ['state'], help: 'Next hops of peers on the uplink by state: managed (a managed neighbour entry the kernel keeps resolved, so a MAC change is followed), over_limit (left unmanaged by the cap, half of gc_thresh3), failed (the kernel refused the managed entry).' },
   { name: 'flannel_bpf_ready', type: 'gauge', labels: [], help: 'Readiness as /readyz reports it (1 ready, 0 not).' },
   { name: 'flannel_bpf_info', type: 'gauge', labels: ['node', 'backend', 'decap', 'xdp_mode', 'uplink', 'subnet', 'public_ip', 'vtep_mac', 'version'], help: 'Constant 1, labelled with the node\'s configuration.' },
   { name: 'flannel_bpf_scrape_read_seconds', type: 'gauge', labels: [], help: 'Time this scrape spent reading the BPF maps.' },
@@ -367,6 +370,17 @@ export class AgentMetrics {
       collect() {
         this.reset();
         for (const e of LINK_EVENTS) this.inc({ event: e }, agent.linkEvents?.[e] ?? 0);
+      },
+    });
+    new client.Gauge({
+      ...doc('flannel_bpf_next_hops'),
+      collect() {
+        this.reset();
+        const n = agent.nextHops;
+        if (!n) return;
+        this.set({ state: 'managed' }, n.managed);
+        this.set({ state: 'over_limit' }, n.overLimit);
+        this.set({ state: 'failed' }, n.failed);
       },
     });
     new client.Gauge({

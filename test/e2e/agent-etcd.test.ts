@@ -206,12 +206,16 @@ test.serial('a malformed network config stops a starting agent with an error nam
 
 test.serial('flannel-bpf reset removes what flannel-bpf created on the node', async (t) => {
   const n2 = lab.node('n2');
+  const managed = () => nsExec(n2.ns, 'ip -d neigh show dev eth0').split('\n').filter((l) => /\bmanaged\b.*\bproto 251\b/.test(l));
+  await waitFor(() => managed().length > 0, { what: 'the agent to make its next hops managed neighbour entries' });
   await lab.stopNodeAndWait('n2');
   const bin = `${process.cwd()}/bin/flannel-bpf`;
   const out = nsExec(n2.ns, `${bin} reset --bpffs-pin-dir=${n2.pinDir} --state-dir=${n2.stateDir} --subnet-file=${n2.subnetFile}`);
   t.regex(out, /detached programs/);
   t.regex(out, /deleted device flannel-bpf/);
   t.regex(out, /removed pins/);
+  t.regex(out, /deleted \d+ managed neighbour entr/);
+  t.deepEqual(managed(), [], 'no managed neighbour entry of ours left on the uplink');
   t.throws(() => nsExec(n2.ns, 'ip link show dev flannel-bpf'), undefined, 'device gone');
   t.is(nsExec(n2.ns, 'tc filter show dev eth0 ingress; tc filter show dev eth0 egress').trim(), '', 'no filter left on the uplink');
   t.false(nsExec(n2.ns, 'iptables-save').includes('FLANNEL-'), 'flannel chains gone');

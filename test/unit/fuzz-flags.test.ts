@@ -72,7 +72,7 @@ function validValue(s: FlagSpec): fc.Arbitrary<Valid> {
       return fc.tuple(fc.integer({ min: lo, max: hi }), fc.boolean()).map(([n, plus]) => ({ raw: `${plus && n >= 0 ? '+' : ''}${n}`, value: n }));
     }
     case 'enum':
-      return s.name === 'fast-path'
+      return s.values?.join(',') === 'on,off' // on|off flags parse to a boolean
         ? fc.constantFrom({ raw: 'on', value: true }, { raw: 'off', value: false })
         : fc.constantFrom(...(s.values ?? []).map((raw) => ({ raw, value: raw })));
     default: break;

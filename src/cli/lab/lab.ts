@@ -47,6 +47,8 @@ export interface LabOptions {
   ipMasq?: boolean;
   /** Extra agent flags. */
   agentArgs?: string[];
+  /** sysctls (`key=value`) set in a node's namespace (by node name) before its program starts, e.g. short neighbour timers. */
+  nodeSysctls?: Record<string, string[]>;
   prefix?: string;
   /** Node indexes (1-based) that run another program instead of our agent (mixed clusters). */
   external?: Record<number, ExternalNode>;
@@ -231,6 +233,18 @@ export class Lab {
     }
   }
 
+  /** The router's end of a node's uplink (a port of its segment's bridge). */
+  routerPort(nodeName: string): string {
+    return `${this.state.prefix.slice(0, 6)}${nodeName}`.slice(0, 15);
+  }
+
+  /** LabOptions.nodeSysctls of a node as sysctl arguments (validated: key=value with a plain key). */
+  #sysctls(nodeName: string): string {
+    const list = this.opts.nodeSysctls?.[nodeName] ?? [];
+    for (const kv of list) if (!/^[a-z0-9_.]+=[0-9a-z_-]+$/i.test(kv)) throw new Error(`lab: bad sysctl "${kv}" (want key=value)`);
+    return list.join(' ');
+  }
+
   /** Create node i (namespace, uplink on its segment, program) — also used to join nodes later. */
   addNode(i: number, opts: { external?: ExternalNode; agentArgs?: string[]; segment?: 'a' | 'b' } = {}): LabNode {
     const s = this.state;
@@ -240,9 +254,9 @@ export class Lab {
     const name = `n${i}`;
     const ns = this.#ns(`${s.prefix}-${name}`);
     const ip = `${seg.net}.${10 + i}`;
-    vethBetween(ns, 'eth0', s.router, `${s.prefix.slice(0, 6)}${name}`.slice(0, 15));
-    nsExec(s.router, `ip link set ${`${s.prefix.slice(0, 6)}${name}`.slice(0, 15)} master ${seg.bridge} up`);
-    nsExec(ns, `ip addr add ${ip}/24 dev eth0; ip link set eth0 up; ip route add default via ${seg.gw}; sysctl -qw net.ipv4.ip_forward=1`);
+    vethBetween(ns, 'eth0', s.router, this.routerPort(name));
+    nsExec(s.router, `ip link set ${this.routerPort(name)} master ${seg.bridge} up`);
+    nsExec(ns, `ip addr add ${ip}/24 dev eth0; ip link set eth0 up; ip route add default via ${seg.gw}; sysctl -qw net.ipv4.ip_forward=1 ${this.#sysctls(name)}`);
     const dir = path.join(s.dir, name);
     fs.mkdirSync(dir, { recursive: true });
     const node: LabNode = {
@@ -371,10 +385,10 @@ export class Lab {
     const seg = SEGMENTS[segment === 'a' ? 0 : 1];
     const ns = this.#ns(`${s.prefix}-${name}`);
     const ip = `${seg.net}.${hostIndex}`;
-    const port = `${s.prefix.slice(0, 6)}${name}`.slice(0, 15);
+    const port = this.routerPort(name);
     vethBetween(ns, 'eth0', s.router, port);
     nsExec(s.router, `ip link set ${port} master ${seg.bridge} up`);
-    nsExec(ns, `ip addr add ${ip}/24 dev eth0; ip link set eth0 up; ip route add default via ${seg.gw}; sysctl -qw net.ipv4.ip_forward=1`);
+    nsExec(ns, `ip addr add ${ip}/24 dev eth0; ip link set eth0 up; ip route add default via ${seg.gw}; sysctl -qw net.ipv4.ip_forward=1 ${this.#sysctls(name)}`);
     const dir = path.join(s.dir, name);
     fs.mkdirSync(dir, { recursive: true });
     const node: LabNode = {

@@ -83,6 +83,7 @@ export interface AgentFlags {
   maxPeers: number;
   decap: DecapChoice;
   fastPath: boolean;
+  managedNeighbours: boolean;
   nodeName: string;
   etcdConfig: string;
   stateDir: string;
@@ -352,6 +353,8 @@ const DEFS: readonly FlagDef[] = [
   ours({ name: 'decap', key: 'decap', kind: 'enum', default: 'auto', values: DECAP_CHOICES, help: 'receive-side decapsulation engine: auto, xdp, kernel or tc',
     accepted: DECAP_CHOICES.join(', '), convert: enumOf(DECAP_CHOICES) }),
   ours({ name: 'fast-path', key: 'fastPath', kind: 'enum', default: 'on', values: ['on', 'off'], help: 'deliver straight into pods, bypassing kernel forwarding for flows netfilter does not touch',
+    accepted: 'on, off', convert: onOff }),
+  ours({ name: 'managed-neighbours', key: 'managedNeighbours', kind: 'enum', default: 'on', values: ['on', 'off'], help: 'have the kernel keep the uplink neighbour entries of peers\' next hops resolved (managed entries), so the programs follow a next hop\'s MAC change',
     accepted: 'on, off', convert: onOff }),
   ours({ name: 'node-name', key: 'nodeName', default: '', help: 'this node\'s name (kube mode; default: NODE_NAME, else the pod\'s spec.nodeName)',
     accepted: 'a Kubernetes node name', convert: nodeName }),
