@@ -35,6 +35,7 @@
 /* Node config flags. */
 #define FBPF_F_STEER_DIRECT (1U << 0) /* steer plain packets from peer subnets through the device */
 #define FBPF_F_FAST_PATH    (1U << 1) /* reserved for the conntrack-gated fast path */
+#define FBPF_F_CHECK_SRC_MAC (1U << 2) /* tunnel packets must come from the next hop's MAC */
 
 /* Default ports (flannel's). */
 #define FBPF_VXLAN_PORT 8472
@@ -62,7 +63,8 @@ enum fbpf_drop_reason {
 	FBPF_DROP_ENCAP_FAILED = 10,  /* bpf_skb_adjust_room refused to grow the packet */
 	FBPF_DROP_DECAP_FAILED = 11,  /* the outer headers could not be removed */
 	FBPF_DROP_NO_NEIGH = 12,      /* a host-gw next hop's MAC could not be resolved */
-	FBPF_DROP_REASONS = 13,       /* number of slots in the drops map */
+	FBPF_DROP_SOURCE_MAC = 13,    /* tunnel packet from a peer's IP but not from our next hop's MAC */
+	FBPF_DROP_REASONS = 14,       /* number of slots in the drops map */
 };
 
 /* Peers map (LPM trie): pod subnet -> how to reach it. */

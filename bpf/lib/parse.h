@@ -61,6 +61,31 @@ static __always_inline int fbpf_rx_forwarded(void *ctx, const struct fbpf_node_c
 	       rc == BPF_FIB_LKUP_RET_FRAG_NEEDED;
 }
 
+/*
+ * With FBPF_F_CHECK_SRC_MAC: did a tunnel packet from peer `saddr` come from
+ * our next hop towards that peer (the peer when on-link, else the gateway),
+ * i.e. is its outer source MAC the one an output FIB lookup from the uplink
+ * returns? A host on the segment that forges a peer's IP has another MAC.
+ * Contract: 1 when the check is off, when that next hop is not resolved (fail
+ * open: nothing to compare; the agent keeps next hops resolved), or when the
+ * MACs match; 0 otherwise. ctx is only handed to bpf_fib_lookup.
+ */
+static __always_inline int fbpf_rx_src_mac_ok(void *ctx, const struct fbpf_node_config *cfg,
+					      __be32 saddr, const __u8 *smac)
+{
+	struct bpf_fib_lookup fib = {};
+
+	if (!(cfg->flags & FBPF_F_CHECK_SRC_MAC))
+		return 1;
+	fib.family = AF_INET;
+	fib.ipv4_src = cfg->public_ip_be;
+	fib.ipv4_dst = saddr;
+	fib.ifindex = cfg->uplink_ifindex;
+	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT) != BPF_FIB_LKUP_RET_SUCCESS)
+		return 1;
+	return fbpf_mac_eq(smac, fib.dmac);
+}
+
 static __always_inline int fbpf_rx_drop(struct fbpf_rx *rx, __u32 reason)
 {
 	rx->reason = reason;
@@ -79,7 +104,7 @@ static __always_inline int fbpf_rx_drop(struct fbpf_rx *rx, __u32 reason)
  * broadcasts: delivered to that socket too). Pod-to-pod UDP on the same port,
  * which DirectRouting carries unencapsulated, is forwarded to a pod and is not
  * ours. Until then the verdict is PASS. Checks then run in a fixed order
- * (source, IP options, fragment, lengths, VXLAN flags, VNI, inner frame) and
+ * (source, source MAC, IP options, fragment, lengths, VXLAN flags, VNI, inner frame) and
  * the first failure is the drop reason. Nothing is written to the packet or
  * to maps.
  */
@@ -125,6 +150,8 @@ static __always_inline int fbpf_rx_classify(void *ctx, void *data, void *data_en
 	if (!src)
 		return fbpf_rx_drop(rx, FBPF_DROP_UNKNOWN_SOURCE);
 	rx->peer_id = src->peer_id;
+	if (!fbpf_rx_src_mac_ok(ctx, cfg, saddr, eth->h_source))
+		return fbpf_rx_drop(rx, FBPF_DROP_SOURCE_MAC);
 	if (ihl_len != FBPF_IPV4_HLEN)
 		return fbpf_rx_drop(rx, FBPF_DROP_IP_OPTIONS);
 	if (ip->frag_off & bpf_htons(FBPF_IP_MF))

@@ -287,7 +287,8 @@ export class Agent {
     const directRouting = conf.backend.type === 'vxlan' && conf.backend.directRouting;
     dp.maps.config.set(0, {
       publicIp: uplink.publicIp, vni: backendVni(conf.backend), port: backendPort(conf.backend), backend, decap: this.engine,
-      flags: (directRouting || backend === 'host-gw' ? CONFIG_FLAGS.steerDirect : 0) | (this.fastPath ? CONFIG_FLAGS.fastPath : 0),
+      flags: (directRouting || backend === 'host-gw' ? CONFIG_FLAGS.steerDirect : 0) | (this.fastPath ? CONFIG_FLAGS.fastPath : 0)
+        | (this.flags.checkSourceMac ? CONFIG_FLAGS.checkSourceMac : 0),
       uplinkIfindex: uplink.iface.ifindex, devIfindex: this.device.ifindex, subnet: lease.subnet, network: conf.network,
       mtu: this.podMtu, vtepMac: vtep.mac, devMac: this.device.mac, uplinkMac: uplink.iface.mac, cniIfindex,
     });

@@ -7,7 +7,7 @@ export const BACKENDS = { vxlan: 1, 'host-gw': 2, udp: 3 } as const;
 export type BackendType = keyof typeof BACKENDS;
 export const DECAP_ENGINES = { kernel: 1, xdp: 2, tc: 3 } as const;
 export type DecapEngine = keyof typeof DECAP_ENGINES;
-export const CONFIG_FLAGS = { steerDirect: 1 << 0, fastPath: 1 << 1 } as const;
+export const CONFIG_FLAGS = { steerDirect: 1 << 0, fastPath: 1 << 1, checkSourceMac: 1 << 2 } as const;
 
 export interface NodeConfig {
   publicIp: number;

@@ -16,6 +16,7 @@ export const DROP_REASONS = [
   'encap_failed',
   'decap_failed',
   'no_neigh',
+  'source_mac',
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];
@@ -34,6 +35,7 @@ export const DROP_REASON_HELP: Record<DropReason, string> = {
   encap_failed: 'the packet could not be encapsulated',
   decap_failed: 'the outer headers could not be removed',
   no_neigh: 'the MAC of a host-gw next hop could not be resolved',
+  source_mac: 'tunnel packet from a peer\'s IP whose outer source MAC is not our next hop towards that peer (--check-source-mac)',
 };
 
 export function dropReasonIndex(name: DropReason): number {

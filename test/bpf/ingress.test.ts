@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import {
-  Harness, NODE, PEER, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT, XDP_DROP, XDP_PASS, testTopology,
+  Harness, NODE, PEER, PEER_ROUTED, PEER_UNRESOLVED, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT, XDP_DROP, XDP_PASS, testTopology,
 } from '../helpers/bpf-harness.js';
 import {
   tcpFrame, udpFrame, icmpFrame, eth, ipv4, udp, vxlanFrame, udpTunnelFrame, parseEth, ETH_P_ARP, ETH_P_IPV6,
@@ -216,4 +216,57 @@ test('rx counters grow by exactly what was received, per peer', (t) => {
   t.deepEqual(h.stats(PEER.id), { txPackets: 0, txBytes: 0, rxPackets: 20, rxBytes: bytes });
   t.deepEqual(h.stats(8), { txPackets: 0, txBytes: 0, rxPackets: 3, rxBytes: 3 * innerIp(100).length });
   t.deepEqual(h.nonZeroDrops(), {});
+});
+
+/*
+ * --check-source-mac: a tunnel packet from a peer's IP must come from our
+ * next hop towards that peer (an output FIB lookup from the uplink): the peer
+ * itself when on-link, the gateway (here PEER, 192.168.50.2) for a routed one.
+ */
+const FORGER_MAC = '02:fb:00:00:66:66';
+const srcMacCases: Array<{ name: string; peer: { publicIp: string; vtepMac: string; subnet: string; id: number }; ethSrc: string; ok: boolean }> = [
+  { name: 'on-link peer, from its own MAC', peer: PEER, ethSrc: PEER.mac, ok: true },
+  { name: 'on-link peer\'s IP forged by another host on the segment', peer: PEER, ethSrc: FORGER_MAC, ok: false },
+  { name: 'routed peer, from the gateway\'s MAC', peer: PEER_ROUTED, ethSrc: PEER.mac, ok: true },
+  { name: 'routed peer\'s IP forged on the segment (not from the gateway)', peer: PEER_ROUTED, ethSrc: FORGER_MAC, ok: false },
+  { name: 'peer whose MAC is not resolved: nothing to compare, accepted (fail open)', peer: PEER_UNRESOLVED, ethSrc: FORGER_MAC, ok: true },
+];
+
+for (const { backend, engine } of engines) {
+  for (const c of srcMacCases) {
+    test(`${backend}/${engine} --check-source-mac: ${c.name} → ${c.ok ? 'accept' : 'drop (source_mac)'}`, (t) => {
+      const h = new Harness({ backend, decap: engine, checkSourceMac: true }).peer(c.peer, backend === 'vxlan' ? 'vxlan' : 'udp');
+      t.teardown(() => h.close());
+      const o = { outerSrc: c.peer.publicIp, outerDst: NODE.publicIp, outerEthSrc: c.ethSrc, outerEthDst: NODE.uplinkMac, innerEthSrc: c.peer.vtepMac, innerEthDst: NODE.vtepMac };
+      const frame = backend === 'vxlan' ? vxlanFrame(o, innerIp()) : udpTunnelFrame(o, innerIp());
+      const r = h.run(engine === 'xdp' ? 'uplinkXdp' : 'uplinkIngress', frame);
+      if (c.ok) {
+        t.deepEqual(h.nonZeroDrops(), {});
+        t.is(h.stats(c.peer.id).rxPackets, 1);
+        t.not(r.retval, engine === 'xdp' ? XDP_DROP : TC_ACT_SHOT);
+      } else {
+        t.is(r.retval, engine === 'xdp' ? XDP_DROP : TC_ACT_SHOT);
+        t.deepEqual(h.nonZeroDrops(), { source_mac: 1 });
+        t.is(h.dropBytes('source_mac'), frame.length);
+        t.is(h.stats(c.peer.id).rxPackets, 0);
+      }
+    });
+  }
+}
+
+test('without --check-source-mac a forged source MAC is not looked at (the default)', (t) => {
+  const h = new Harness({ backend: 'vxlan', decap: 'tc' }).peer(PEER, 'vxlan');
+  t.teardown(() => h.close());
+  const r = h.run('uplinkIngress', vxlanFrame({ ...fromPeer, outerEthSrc: FORGER_MAC }, innerIp()));
+  t.is(r.retval, TC_ACT_REDIRECT);
+  t.deepEqual(h.nonZeroDrops(), {});
+});
+
+test('--check-source-mac: the source check comes first (unknown source), the MAC check second, then the rest (bad flags)', (t) => {
+  const h = new Harness({ backend: 'vxlan', decap: 'tc', checkSourceMac: true }).peer(PEER, 'vxlan');
+  t.teardown(() => h.close());
+  h.run('uplinkIngress', vxlanFrame({ ...fromPeer, outerSrc: '192.168.50.99', outerEthSrc: FORGER_MAC }, innerIp()));
+  h.run('uplinkIngress', vxlanFrame({ ...fromPeer, outerEthSrc: FORGER_MAC, flags: 0 }, innerIp()));
+  h.run('uplinkIngress', vxlanFrame({ ...fromPeer, outerEthSrc: PEER.mac, flags: 0 }, innerIp()));
+  t.deepEqual(h.nonZeroDrops(), { unknown_source: 1, source_mac: 1, bad_flags: 1 });
 });

@@ -17,10 +17,12 @@
  * Each kind is sent with the stranger's own source address, and with a real
  * peer's public IP that the stranger adds to its interface (possible because
  * it sits on the target's L2 segment, where no router filters sources).
- * flannel-bpf's check is the outer source IP: unknown sources are dropped
- * and counted (unknown_source), a spoofed peer source is accepted — this
- * file measures that limitation explicitly (docs/reliability.md). VNI and
- * inner-MAC checks still apply to spoofed-peer packets.
+ * flannel-bpf's default check is the outer source IP: unknown sources are
+ * dropped and counted (unknown_source), a spoofed peer source is accepted —
+ * this file measures that limitation explicitly (docs/reliability.md). VNI
+ * and inner-MAC checks still apply to spoofed-peer packets. With
+ * --check-source-mac=on a peer's packets must also come from our next hop's
+ * MAC towards it, which drops the forged ones (source_mac).
  */
 import test, { type ExecutionContext } from 'ava';
 import path from 'node:path';
@@ -247,6 +249,49 @@ test.serial('VXLAN from a stranger on the segment: flannel-bpf drops unknown sou
   t.is(s2.delivered, K, 'stock flannel: a spoofed peer source reaches the pod');
   t.is(s3.delivered, 0, 'stock flannel: a wrong VNI does not');
   t.is(s4.delivered, 0, 'stock flannel: a wrong inner MAC does not');
+});
+
+test.serial('VXLAN with --check-source-mac=on: a peer IP forged on the segment is dropped (source_mac), for a routed and an on-link peer, while real peers still reach every pod', async (t) => {
+  const lab = await Lab.up({ nodes: 2, backend: 'vxlan', podsPerNode: 1, segments: 2, agentArgs: ['--check-source-mac=on'] });
+  t.teardown(() => lab.down());
+  const n3 = lab.addNode(3, { segment: 'a' });
+  await lab.waitReady([n3]);
+  lab.addPod('n3');
+  await lab.settle([n3]);
+  const [n1, n2] = [lab.node('n1'), lab.node('n2')];
+  await waitPeers(n1, [n2, n3]);
+  t.is(n1.segment, 'a');
+  t.is(n2.segment, 'b', 'n2 is routed from n1 (its packets come from the router\'s MAC)');
+  t.is(n3.segment, 'a', 'n3 is on-link (its packets come from its own MAC)');
+  const matrix = await lab.check();
+  t.deepEqual(matrix.failures, [], `real peers, routed and on-link, pass the MAC check (${matrix.pods.length} pods, every pair)`);
+  const beforeLegit = drops(n1);
+
+  const ourMac = readStateFile(n1.stateDir)!.vtepMac;
+  const x = addStranger(lab, n2.ip, [n1]);
+  nsExec(x, `ip addr add ${n3.ip}/32 dev eth0`);
+  const p1 = pod(lab, 'n1');
+  const rx1 = await listen(t, p1);
+  const frame = (from: string, tag: string) => eth({ dst: ourMac, src: '02:00:00:00:ee:01' }, innerPacket(from, p1.ip, tag));
+  const rows: Case[] = [];
+  const scrapeBefore = scrapeDrops(n1);
+  const a1 = await runCase(x, n2, rows, 8472, { name: 'spoofed-routed-peer', target: 'n1 (flannel-bpf, mac check)', kind: 'vxlan', source: n2.ip }, n1, vxlan({ vni: 1 }, frame(addrIn(n2.subnet!, 200), 'spoofed-routed-peer')), rx1);
+  const a2 = await runCase(x, n3, rows, 8472, { name: 'spoofed-onlink-peer', target: 'n1 (flannel-bpf, mac check)', kind: 'vxlan', source: n3.ip }, n1, vxlan({ vni: 1 }, frame(addrIn(n3.subnet!, 200), 'spoofed-onlink-peer')), rx1);
+  const a3 = await runCase(x, n2, rows, 8472, { name: 'unknown-source', target: 'n1 (flannel-bpf, mac check)', kind: 'vxlan', source: STRANGER_IP }, n1, vxlan({ vni: 1 }, frame(addrIn(n2.subnet!, 201), 'unknown-source')), rx1);
+  const scraped = scrapeDrops(n1);
+  t.log(`VXLAN with --check-source-mac=on, ${K} packets per case, from ${x} on br-a:\n${table(rows)}\n  n1 /metrics source_mac delta: ${(scraped.source_mac ?? NaN) - (scrapeBefore.source_mac ?? 0)}`);
+
+  t.is(a1.delivered, 0, 'a routed peer\'s IP forged on the segment does not reach the pod');
+  t.deepEqual(a1.drops, { source_mac: K }, 'dropped as source_mac');
+  t.deepEqual(a1.dropBytes, { source_mac: K * a1.frameBytes });
+  t.is(a1.peerRx, 0, 'not counted as the peer\'s traffic');
+  t.is(a2.delivered, 0, 'an on-link peer\'s IP forged on the segment does not reach the pod');
+  t.deepEqual(a2.drops, { source_mac: K }, 'dropped as source_mac');
+  t.is(a2.peerRx, 0);
+  t.is(a3.delivered, 0);
+  t.deepEqual(a3.drops, { unknown_source: K }, 'an unknown source is still unknown_source (checked first)');
+  t.is((scraped.source_mac ?? 0) - (scrapeBefore.source_mac ?? 0), 2 * K, 'the same in /metrics');
+  t.is(Number(beforeLegit.source_mac.packets), 0, 'no real peer\'s packet was ever dropped by the MAC check');
 });
 
 /* ------------------------------------------------------------ UDP backend */

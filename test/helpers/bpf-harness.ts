@@ -69,6 +69,8 @@ export interface HarnessOptions {
   steer?: boolean;
   /** Turn the conntrack-gated fast path on (and point it at the fbc0 "cni0"). */
   fastPath?: boolean;
+  /** --check-source-mac: tunnel packets must come from the next hop's MAC. */
+  checkSourceMac?: boolean;
   vni?: number;
   port?: number;
   /** Leave the config map empty (agent not configured yet). */
@@ -93,7 +95,7 @@ export class Harness {
       port: opts.port ?? (backend === 'udp' ? 8285 : 8472),
       backend,
       decap: opts.decap ?? (backend === 'udp' ? 'tc' : 'kernel'),
-      flags: (opts.steer ? CONFIG_FLAGS.steerDirect : 0) | (opts.fastPath ? CONFIG_FLAGS.fastPath : 0),
+      flags: (opts.steer ? CONFIG_FLAGS.steerDirect : 0) | (opts.fastPath ? CONFIG_FLAGS.fastPath : 0) | (opts.checkSourceMac ? CONFIG_FLAGS.checkSourceMac : 0),
       uplinkIfindex: t.uplinkIfindex,
       devIfindex: t.devIfindex,
       subnet: parseCidr(NODE.subnet),

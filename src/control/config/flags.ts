@@ -84,6 +84,7 @@ export interface AgentFlags {
   decap: DecapChoice;
   fastPath: boolean;
   managedNeighbours: boolean;
+  checkSourceMac: boolean;
   nodeName: string;
   etcdConfig: string;
   stateDir: string;
@@ -355,6 +356,8 @@ const DEFS: readonly FlagDef[] = [
   ours({ name: 'fast-path', key: 'fastPath', kind: 'enum', default: 'on', values: ['on', 'off'], help: 'deliver straight into pods, bypassing kernel forwarding for flows netfilter does not touch',
     accepted: 'on, off', convert: onOff }),
   ours({ name: 'managed-neighbours', key: 'managedNeighbours', kind: 'enum', default: 'on', values: ['on', 'off'], help: 'have the kernel keep the uplink neighbour entries of peers\' next hops resolved (managed entries), so the programs follow a next hop\'s MAC change',
+    accepted: 'on, off', convert: onOff }),
+  ours({ name: 'check-source-mac', key: 'checkSourceMac', kind: 'enum', default: 'off', values: ['on', 'off'], help: 'accept tunnel packets from a peer only from our next hop\'s MAC towards it (drops a peer IP forged on the segment; breaks senders whose MAC differs, e.g. VRRP routers, balance-alb bonds)',
     accepted: 'on, off', convert: onOff }),
   ours({ name: 'node-name', key: 'nodeName', default: '', help: 'this node\'s name (kube mode; default: NODE_NAME, else the pod\'s spec.nodeName)',
     accepted: 'a Kubernetes node name', convert: nodeName }),
