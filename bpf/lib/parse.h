@@ -81,6 +81,8 @@ static __always_inline int fbpf_rx_src_mac_ok(void *ctx, const struct fbpf_node_
 	fib.ipv4_src = cfg->public_ip_be;
 	fib.ipv4_dst = saddr;
 	fib.ifindex = cfg->uplink_ifindex;
+	/* A nominal length: no MTU verdict wanted (with 0, an skb's own length is checked). */
+	fib.tot_len = FBPF_IPV4_HLEN;
 	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT) != BPF_FIB_LKUP_RET_SUCCESS)
 		return 1;
 	return fbpf_mac_eq(smac, fib.dmac);

@@ -220,6 +220,10 @@ const CONFIGS: FuzzConfig[] = [
     harness: { backend: 'host-gw', steer: true }, peers: TX_PEERS_HOSTGW, family: 'mixed', oracle: (m, f) => uplinkIngress(m, f), runs: N(50_000), receive: true },
   { name: 'uplink_ingress (TC ingress), vxlan DirectRouting, tc engine, steering', prog: 'uplinkIngress', tc: true,
     harness: { backend: 'vxlan', decap: 'tc', steer: true }, peers: rxPeers('direct'), family: 'mixed', oracle: (m, f) => uplinkIngress(m, f), runs: N(50_000), receive: true },
+  { name: 'uplink_ingress (TC ingress), vxlan, tc engine, --check-source-mac', prog: 'uplinkIngress', tc: true,
+    harness: { backend: 'vxlan', decap: 'tc', checkSourceMac: true }, peers: rxPeers('vxlan'), family: 'rx', oracle: (m, f) => uplinkIngress(m, f), runs: N(100_000), receive: true },
+  { name: 'uplink_xdp (XDP), udp backend, --check-source-mac', prog: 'uplinkXdp', tc: false,
+    harness: { backend: 'udp', decap: 'xdp', checkSourceMac: true }, peers: rxPeers('udp'), family: 'rx', oracle: uplinkXdp, runs: N(100_000), receive: true },
   { name: 'uplink_xdp (XDP), vxlan', prog: 'uplinkXdp', tc: false,
     harness: { backend: 'vxlan', decap: 'xdp' }, peers: rxPeers('vxlan'), family: 'rx', oracle: uplinkXdp, runs: N(100_000), receive: true },
   { name: 'uplink_xdp (XDP), udp backend', prog: 'uplinkXdp', tc: false,
@@ -244,7 +248,7 @@ function modelOf(h: Harness, peers: PeerDef[]): Model {
     node: {
       backend: c.backend, decap: c.decap, publicIp: c.publicIp, vni: c.vni, port: c.port,
       network: c.network, subnet: c.subnet, vtepMac: mac(c.vtepMac), devMac: mac(c.devMac), fastPath: c.cniIfindex !== 0,
-      steer: (c.flags & CONFIG_FLAGS.steerDirect) !== 0,
+      steer: (c.flags & CONFIG_FLAGS.steerDirect) !== 0, checkSourceMac: (c.flags & CONFIG_FLAGS.checkSourceMac) !== 0,
     },
     peers: peers.map((p): ModelPeer => ({ subnet: parseCidr(p.subnet), mode: p.mode, publicIp: parseIPv4(p.publicIp), vtepMac: mac(p.vtepMac), id: p.id })),
     fib: harnessFib({ uplinkMac: NODE.uplinkMac, peerMac: PEER.mac, cniMac: CNI_MAC, podMac: POD_MAC }),
@@ -373,7 +377,8 @@ function tunnelFrame(c: GenCtx, allValid: boolean): Buffer {
   const o: TunnelOpts = {
     outerSrc: allValid ? g.pick(KNOWN_SOURCES) : outerSrc(c),
     outerDst: allValid ? NODE.publicIp : outerDst(c),
-    outerEthSrc: PEER.mac, outerEthDst: NODE.uplinkMac,
+    /* PEER is the on-link peer and the gateway of PEER_ROUTED: the right source MAC for every resolved source. */
+    outerEthSrc: allValid || g.chance(0.8) ? PEER.mac : g.pick([randomMac(c), NODE.uplinkMac, POD_MAC]), outerEthDst: NODE.uplinkMac,
     sport: g.range(49152, 65535),
     dport: allValid || g.chance(0.92) ? c.port : g.pick([4789, 8472, 8285, 0, g.int(65536)]),
     outerTtl: g.range(1, 255),
@@ -494,6 +499,8 @@ function wellFormedTunnel(m: Model, f: Buffer): boolean {
   if ((f.readUInt16BE(20) & 0x3fff) !== 0 || f.readUInt16BE(36) !== n.port) return false;
   const src = f.readUInt32BE(26);
   if (!m.peers.some((p) => p.publicIp === src && p.mode !== 'host-gw')) return false;
+  /* --check-source-mac in the harness: PEER is on-link and the gateway of PEER_ROUTED; PEER_UNRESOLVED cannot be checked. */
+  if (n.checkSourceMac && src !== parseIPv4(PEER_UNRESOLVED.publicIp) && !f.subarray(6, 12).equals(mac(PEER.mac))) return false;
   const dst = f.readUInt32BE(30);
   if (cidrContains(n.network, dst) && m.fib.forwards(dst)) return false; /* pod traffic on the same port */
   const tot = f.readUInt16BE(16);

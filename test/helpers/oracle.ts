@@ -16,7 +16,9 @@
  *   reach the kernel's tunnel socket, which listens on every address.
  *   Anything else passes untouched. A tunnel packet is then checked in a
  *   fixed order and the first failure is its drop reason: source is a
- *   known peer (unknown_source), no outer IP options (ip_options), not a
+ *   known peer (unknown_source), with --check-source-mac the outer source
+ *   MAC is our resolved next hop's towards it (source_mac; unresolved: not
+ *   checked), no outer IP options (ip_options), not a
  *   first fragment (fragment), outer total length within the frame and ≥ 28,
  *   UDP length within the IP payload and ≥ 8 (truncated); VXLAN: UDP length
  *   holds VXLAN + inner Ethernet + inner IPv4 (truncated), flags exactly
@@ -70,6 +72,8 @@ export interface ModelNode {
   fastPath: boolean;
   /** FBPF_F_STEER_DIRECT: plain packets from peer subnets are handed to the device. */
   steer: boolean;
+  /** FBPF_F_CHECK_SRC_MAC: a peer's tunnel packets must come from our next hop's MAC towards it. */
+  checkSourceMac?: boolean;
 }
 
 /** What bpf_fib_lookup answers for the node's namespace. */
@@ -200,6 +204,11 @@ export function rxVerdict(m: Model, f: Buffer): RxVerdict {
   const saddr = u32(f, ip + 12);
   const src = m.peers.find((p) => p.mode !== 'host-gw' && p.publicIp === saddr);
   if (!src) return drop('unknown_source');
+  if (node.checkSourceMac) {
+    /* Output lookup towards the source; nothing to compare (fail open) unless it resolves. */
+    const nh = m.fib.uplink(saddr, 0);
+    if (nh.rc === 'resolved' && !nh.dmac.equals(f.subarray(6, 12))) return drop('source_mac');
+  }
   if (ihl !== 5) return drop('ip_options');
   if (fragField & 0x2000) return drop('fragment');
   const totLen = u16(f, ip + 2);
