@@ -29,7 +29,7 @@ export const NEIGH_PROTO = 251;
 /** A row of `ip -j route show dev <uplink>`. */
 export interface RouteRow { dst?: string; gateway?: string; metric?: number; type?: string; nexthops?: unknown }
 /** A row of `ip -j -d neigh show dev <uplink>` (`managed` is present, as null, on managed entries). */
-export interface UplinkNeighRow { dst?: string; managed?: unknown; protocol?: string | number; state?: string[] }
+export interface UplinkNeighRow { dst?: string; managed?: unknown; protocol?: string | number; state?: string[]; extern_learn?: unknown }
 
 export interface NextHops {
   /** Gateways of routed peers, then on-link peers, each numerically sorted (the order the cap keeps). */
@@ -76,7 +76,10 @@ export function nextHops(peerIps: Iterable<number>, routes: readonly RouteRow[])
 }
 
 export interface NeighbourPlan {
-  /** Make these managed entries of ours (`ip neigh replace … managed protocol 251`: keeps a known MAC). */
+  /**
+   * Make these managed entries of ours (`ip neigh replace … managed protocol 251`: keeps a known MAC).
+   * Static (PERMANENT, NOARP) and externally learned entries of others are left as they are.
+   */
   mark: string[];
   /** Delete these: ours, no longer a next hop (or beyond the cap). */
   drop: string[];
@@ -85,6 +88,8 @@ export interface NeighbourPlan {
 }
 
 const isOurs = (r: UplinkNeighRow): boolean => String(r.protocol ?? '') === String(NEIGH_PROTO);
+/** An entry someone else pinned (static ARP, another control plane): never turned into ours. */
+const isForeignPinned = (r: UplinkNeighRow): boolean => !isOurs(r) && ((r.state ?? []).some((x) => x === 'PERMANENT' || x === 'NOARP') || 'extern_learn' in r);
 
 /** Pure: what to change on the uplink so that exactly the first `limit` next hops are managed entries of ours. */
 export function planNeighbours(have: readonly UplinkNeighRow[], ordered: readonly string[], limit: number): NeighbourPlan {
@@ -92,7 +97,7 @@ export function planNeighbours(have: readonly UplinkNeighRow[], ordered: readonl
   const rows = new Map(have.filter((r) => r.dst && isIPv4(r.dst)).map((r) => [r.dst!, r]));
   const mark = [...want].filter((ip) => {
     const r = rows.get(ip);
-    return !r || !isOurs(r) || !('managed' in r);
+    return !r || (!isForeignPinned(r) && (!isOurs(r) || !('managed' in r)));
   });
   const drop = [...rows.values()].filter((r) => isOurs(r) && !want.has(r.dst!)).map((r) => r.dst!).sort(numeric);
   return { mark, drop, overLimit: Math.max(0, ordered.length - want.size) };

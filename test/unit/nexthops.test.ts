@@ -49,6 +49,17 @@ test('plan: mark what is not yet a managed entry of ours, delete ours that no pe
   t.is(p.overLimit, 0);
 });
 
+test('plan: a static neighbour entry (PERMANENT, NOARP) or one another control plane learned is never taken over', (t) => {
+  const have: UplinkNeighRow[] = [
+    { dst: '192.168.10.1', state: ['PERMANENT'] },
+    { dst: '192.168.10.12', state: ['NOARP'] },
+    { dst: '192.168.10.13', state: ['REACHABLE'], extern_learn: null },
+  ];
+  const p = planNeighbours(have, ['192.168.10.1', '192.168.10.12', '192.168.10.13', '192.168.10.14'], 100);
+  t.deepEqual(p.mark, ['192.168.10.14']);
+  t.deepEqual(p.drop, []);
+});
+
 test('plan: the cap keeps the first next hops (gateways) and releases ours beyond it', (t) => {
   const p = planNeighbours([ours('192.168.10.13')], ['192.168.10.1', '192.168.10.12', '192.168.10.13'], 2);
   t.deepEqual(p.mark, ['192.168.10.1', '192.168.10.12']);
