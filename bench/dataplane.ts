@@ -219,13 +219,15 @@ async function cpuAtRateOnce(pair: Pair): Promise<{ busyPct: number; gbps: numbe
     const client = nsSpawn(pair.client, ['iperf3', '-c', pair.serverIp, '-p', port, '-t', String(SECONDS + 1), '-b', FIXED_RATE, '-J'], { out: 'pipe' });
     let out = '';
     client.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-    const done = new Promise<void>((r) => client.on('exit', () => r()));
+    /* 'close', not 'exit': the process can exit before its piped output is all read (a 25-min run lost its last figure to a JSON cut at 4096 bytes). */
+    const done = new Promise<void>((r) => client.on('close', () => r()));
     await sleep(700); /* skip the ramp-up */
     const a = cpuTimes();
     await sleep((SECONDS - 0.5) * 1000);
     const b = cpuTimes();
     await done;
-    const j = JSON.parse(out || '{}') as IperfJson;
+    let j: IperfJson = {};
+    try { j = JSON.parse(out || '{}') as IperfJson; } catch { /* unreadable: 0 Gbit/s, and cpuAtRate retries once */ }
     return { busyPct: (100 * (b.busy - a.busy)) / Math.max(1, b.total - a.total), gbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e9 };
   } finally {
     if (server.exitCode === null) server.kill('SIGKILL');
