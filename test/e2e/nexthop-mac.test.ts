@@ -117,6 +117,33 @@ function fastTx(n: LabNode): bigint {
 const fmt = (ms: number | null) => (ms === null ? `none within ${PROBE_MS / 1000} s` : `${(ms / 1000).toFixed(1)} s`);
 
 /**
+ * The measurement both kinds of case share: UDP echo servers, every path
+ * checked before, then `change()` and ICMP + UDP probes of flannel-bpf's pair
+ * (p1 → p2) and stock flannel's (kp1 → kp2) started together; prints and
+ * asserts that every path comes back and that the UDP probes took n1's fast path.
+ */
+async function changeAndMeasure(t: ExecutionContext, lab: Lab, k: { kp1: LabPod; kp2: LabPod }, port: number, change: () => void): Promise<void> {
+  const p1 = lab.state.pods.find((p) => p.node === 'n1')!;
+  const p2 = lab.state.pods.find((p) => p.node === 'n2')!;
+  await udpServer(t, p2.ns, port);
+  await udpServer(t, k.kp2.ns, port);
+  t.deepEqual(ping(labRunner, p1.ns, p2.ip), { sent: 3, received: 3 }, 'flannel-bpf path works before the change');
+  t.deepEqual(ping(labRunner, k.kp1.ns, k.kp2.ip), { sent: 3, received: 3 }, 'stock path works before the change');
+  t.not(await firstUdpReply(p1.ns, p2.ip, port), null, 'UDP works before the change');
+  const fastBefore = fastTx(lab.node('n1'));
+
+  change();
+  const [ours, stock] = await Promise.all([recovery(p1, p2, port), recovery(k.kp1, k.kp2, port)]);
+  t.log(`flannel-bpf: ICMP (compat path) back after ${fmt(ours.icmpMs)}, UDP (fast path) after ${fmt(ours.udpMs)}`);
+  t.log(`stock flannel: ICMP back after ${fmt(stock.icmpMs)}, UDP after ${fmt(stock.udpMs)}`);
+  t.not(stock.icmpMs, null, 'the kernel path (stock) recovers: the scenario is what the kernel handles');
+  t.not(ours.icmpMs, null, 'flannel-bpf compat path recovers');
+  t.not(ours.udpMs, null, 'flannel-bpf fast path recovers');
+  const fastAfter = fastTx(lab.node('n1'));
+  t.true(fastAfter > fastBefore, `the UDP probes took the fast path on n1 (fast_tx ${fastBefore} → ${fastAfter})`);
+}
+
+/**
  * Peers on one segment; both receivers' uplinks get a new MAC. With host-gw,
  * flannel-bpf's compat path sends through the kernel's neighbour output
  * (bpf_redirect_neigh), which drives the entry like any kernel traffic; with
@@ -127,35 +154,20 @@ async function peerMacCase(t: ExecutionContext, backend: 'host-gw' | 'vxlan'): P
   const lab = await Lab.up({ nodes: 2, backend, podsPerNode: 1, segments: 1, nodeSysctls: FAST_NUD });
   t.teardown(() => lab.down());
   const k = lab.addStockPair(backend, ['a', 'a']);
-  const p1 = lab.state.pods.find((p) => p.node === 'n1')!;
-  const p2 = lab.state.pods.find((p) => p.node === 'n2')!;
   t.log(`n1's entry for its peer n2: ${await waitManaged(lab.node('n1'), lab.node('n2').ip)}`);
-  await udpServer(t, p2.ns, 7101);
-  await udpServer(t, k.kp2.ns, 7101);
-  t.deepEqual(ping(labRunner, p1.ns, p2.ip), { sent: 3, received: 3 }, 'flannel-bpf path works before the change');
-  t.deepEqual(ping(labRunner, k.kp1.ns, k.kp2.ip), { sent: 3, received: 3 }, 'stock path works before the change');
-  t.not(await firstUdpReply(p1.ns, p2.ip, 7101), null, 'UDP works before the change');
-  const fastBefore = fastTx(lab.node('n1'));
-
-  /*
-   * As behind a switch, the old MAC must lead nowhere: the router's bridge
-   * floods no unknown unicast on segment a, and forgets the old MACs at once.
-   * (Otherwise the bridge still delivers frames for the old MAC to the node's
-   * port, and the node's ingress programs take them: no re-resolution measured.)
-   */
-  const ports = ['n1', 'n2', 'k1', 'k2'].map((n) => lab.routerPort(n));
-  nsExec(lab.state.router, ports.map((p) => `bridge link set dev ${p} flood off`).join('; '));
-  const oldMacs = ['n2', 'k2'].map((n) => (JSON.parse(nsExec(lab.node(n).ns, 'ip -j link show eth0')) as Array<{ address: string }>)[0]!.address);
-  for (const n of ['n2', 'k2']) nsExec(lab.node(n).ns, `ip link set eth0 address ${randomMac('fc')}`);
-  nsExec(lab.state.router, ['n2', 'k2'].map((n, i) => `bridge fdb del ${oldMacs[i]} dev ${lab.routerPort(n)} master 2>/dev/null || true`).join('; '));
-  const [ours, stock] = await Promise.all([recovery(p1, p2, 7101), recovery(k.kp1, k.kp2, 7101)]);
-  t.log(`flannel-bpf: ICMP (compat path) back after ${fmt(ours.icmpMs)}, UDP (fast path) after ${fmt(ours.udpMs)}`);
-  t.log(`stock flannel: ICMP back after ${fmt(stock.icmpMs)}, UDP after ${fmt(stock.udpMs)}`);
-  t.not(stock.icmpMs, null, 'the kernel path (stock) recovers: the scenario is what the kernel handles');
-  t.not(ours.icmpMs, null, 'flannel-bpf compat path recovers');
-  t.not(ours.udpMs, null, 'flannel-bpf fast path recovers');
-  const fastAfter = fastTx(lab.node('n1'));
-  t.true(fastAfter > fastBefore, `the UDP probes took the fast path on n1 (fast_tx ${fastBefore} → ${fastAfter})`);
+  await changeAndMeasure(t, lab, k, 7101, () => {
+    /*
+     * As behind a switch, the old MAC must lead nowhere: the router's bridge
+     * floods no unknown unicast on segment a, and forgets the old MACs at once.
+     * (Otherwise the bridge still delivers frames for the old MAC to the node's
+     * port, and the node's ingress programs take them: no re-resolution measured.)
+     */
+    const ports = ['n1', 'n2', 'k1', 'k2'].map((n) => lab.routerPort(n));
+    nsExec(lab.state.router, ports.map((p) => `bridge link set dev ${p} flood off`).join('; '));
+    const oldMacs = ['n2', 'k2'].map((n) => (JSON.parse(nsExec(lab.node(n).ns, 'ip -j link show eth0')) as Array<{ address: string }>)[0]!.address);
+    for (const n of ['n2', 'k2']) nsExec(lab.node(n).ns, `ip link set eth0 address ${randomMac('fc')}`);
+    nsExec(lab.state.router, ['n2', 'k2'].map((n, i) => `bridge fdb del ${oldMacs[i]} dev ${lab.routerPort(n)} master 2>/dev/null || true`).join('; '));
+  });
 }
 
 test.serial('next hop MAC change without gratuitous ARP (host-gw: a peer node\'s uplink gets a new MAC): flannel-bpf traffic comes back as it does for stock flannel, compat and fast path', (t) => peerMacCase(t, 'host-gw'));
@@ -166,27 +178,10 @@ test.serial('next hop MAC change without gratuitous ARP (vxlan: the router betwe
   const lab = await Lab.up({ nodes: 2, backend: 'vxlan', podsPerNode: 1, segments: 2, nodeSysctls: FAST_NUD_STALE });
   t.teardown(() => lab.down());
   const k = lab.addStockPair('vxlan', ['a', 'b']);
-  const p1 = lab.state.pods.find((p) => p.node === 'n1')!;
-  const p2 = lab.state.pods.find((p) => p.node === 'n2')!;
   t.is(lab.node('n1').segment, lab.node('k1').segment, 'both senders sit on the segment whose router MAC changes');
   t.log(`n1's entry for its gateway: ${await waitManaged(lab.node('n1'), lab.node('n1').gateway)}`);
   const m = scrape(lab.node('n1'));
   t.is(metric(m, 'flannel_bpf_next_hops', { state: 'managed' }), 1, 'one next hop (the gateway, for the peer on segment b)');
   t.is(metric(m, 'flannel_bpf_next_hops', { state: 'failed' }), 0);
-  await udpServer(t, p2.ns, 7102);
-  await udpServer(t, k.kp2.ns, 7102);
-  t.deepEqual(ping(labRunner, p1.ns, p2.ip), { sent: 3, received: 3 }, 'flannel-bpf path works before the change');
-  t.deepEqual(ping(labRunner, k.kp1.ns, k.kp2.ip), { sent: 3, received: 3 }, 'stock path works before the change');
-  t.not(await firstUdpReply(p1.ns, p2.ip, 7102), null, 'UDP works before the change');
-  const fastBefore = fastTx(lab.node('n1'));
-
-  nsExec(lab.state.router, `ip link set br-a address ${randomMac()}`);
-  const [ours, stock] = await Promise.all([recovery(p1, p2, 7102), recovery(k.kp1, k.kp2, 7102)]);
-  t.log(`flannel-bpf: ICMP (compat path) back after ${fmt(ours.icmpMs)}, UDP (fast path) after ${fmt(ours.udpMs)}`);
-  t.log(`stock flannel: ICMP back after ${fmt(stock.icmpMs)}, UDP after ${fmt(stock.udpMs)}`);
-  t.not(stock.icmpMs, null, 'the kernel path (stock) recovers');
-  t.not(ours.icmpMs, null, 'flannel-bpf compat path recovers');
-  t.not(ours.udpMs, null, 'flannel-bpf fast path recovers');
-  const fastAfter = fastTx(lab.node('n1'));
-  t.true(fastAfter > fastBefore, `the UDP probes took the fast path on n1 (fast_tx ${fastBefore} → ${fastAfter})`);
+  await changeAndMeasure(t, lab, k, 7102, () => { nsExec(lab.state.router, `ip link set br-a address ${randomMac()}`); });
 });
