@@ -107,3 +107,36 @@ export function readMemBreakdown(pid: number): MemBreakdown {
   const shmem = kb('Pss_Shmem');
   return { rss, anon, file: rss - anon - (Number.isFinite(shmem) ? shmem : 0) };
 }
+
+/** USER_HZ, the unit of /proc/stat: 100 on every Linux architecture this runs on. */
+const USER_HZ = 100;
+
+export interface MachineCpuSample { idleSec: number; wallSec: number }
+
+/**
+ * Idle CPU-seconds of the whole machine (idle + iowait of /proc/stat, which
+ * NO_HZ kernels account exactly, from ktime, at every idle entry and exit) and
+ * the wall clock. Busy = CPUs × wall − idle.
+ *
+ * Not the busy fields of /proc/stat: on a kernel with tick-based accounting
+ * (CONFIG_TICK_CPU_ACCOUNTING, no IRQ_TIME_ACCOUNTING, as this VM's) each tick
+ * charges its whole period to what it interrupts, and a workload paced by a
+ * timer (iperf3 -b) aliases with the tick: the same run read 4 % or 27 % busy,
+ * and the ticks summed to 86 %–150 % of the wall time. Wall time minus exact
+ * idle read 17–20 % for those same runs.
+ */
+export function machineCpuSample(): MachineCpuSample {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { idleSec: ((f[3] ?? 0) + (f[4] ?? 0)) / USER_HZ, wallSec: performance.now() / 1000 };
+}
+
+/** CPUs counted in /proc/stat (all online CPUs, whatever this process's affinity). */
+function onlineCpus(): number {
+  return fs.readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d+ /.test(l)).length;
+}
+
+/** Busy % of the machine between two samples. */
+export function machineBusyPct(a: MachineCpuSample, b: MachineCpuSample): number {
+  const capacity = (b.wallSec - a.wallSec) * onlineCpus();
+  return capacity > 0 ? Math.min(100, Math.max(0, 100 * (1 - (b.idleSec - a.idleSec) / capacity))) : NaN;
+}
