@@ -267,7 +267,19 @@ const METRICS: Array<{ key: Metric; label: string; unit: string; better: 'higher
   { key: 'cpuUdpPct', label: `CPU at ${FIXED_UDP_RATE}bit/s UDP ${FIXED_UDP_LEN} B`, unit: '%', better: 'lower' },
 ];
 
-async function measure(v: Variant, samples: Record<string, Record<Metric, number[]>>): Promise<void> {
+/**
+ * Busy % of the machine with no traffic: the background of every topology's
+ * agents and etcd (26 agents in a full run, each with its timers), which the
+ * CPU figures subtract so that they show what moving the traffic costs.
+ */
+async function backgroundBusy(): Promise<number> {
+  const a = machineCpuSample();
+  await sleep(BACKGROUND_SECONDS * 1000);
+  return machineBusyPct(a, machineCpuSample());
+}
+const BACKGROUND_SECONDS = quick ? 1 : 3;
+
+async function measure(v: Variant, samples: Record<string, Record<Metric, number[]>>, background: Record<string, number[]>): Promise<void> {
   const pair = v.pair!;
   const s = (samples[v.id] ??= { tcp1: [], tcp4: [], udp64: [], latP50: [], latP99: [], cpuPct: [], cpuUdpPct: [] });
   s.tcp1.push(await tcpGbps(pair, 1));
@@ -276,10 +288,12 @@ async function measure(v: Variant, samples: Record<string, Record<Metric, number
   const lat = await latency(pair);
   s.latP50.push(lat.p50);
   s.latP99.push(lat.p99);
+  const idle = await backgroundBusy();
+  (background[v.id] ??= []).push(idle);
   const cpu = await cpuAtRate(pair, 'tcp');
-  s.cpuPct.push(cpu.gbps > 0 ? cpu.busyPct : NaN);
+  s.cpuPct.push(cpu.gbps > 0 ? Math.max(0, cpu.busyPct - idle) : NaN);
   const cpuUdp = await cpuAtRate(pair, 'udp');
-  s.cpuUdpPct.push(cpuUdp.gbps > 0 ? cpuUdp.busyPct : NaN);
+  s.cpuUdpPct.push(cpuUdp.gbps > 0 ? Math.max(0, cpuUdp.busyPct - idle) : NaN);
 }
 
 /* ----------------------------------------------------------- profile */
@@ -305,17 +319,18 @@ async function profileAll(): Promise<void> {
   const workloads: Array<{ id: string; label: string; client: (p: Pair, port: string) => string[] }> = [
     { id: 'tcp1', label: 'single-stream TCP', client: (p, port) => ['iperf3', '-c', p.serverIp, '-p', port, '-t', String(PROFILE_SECONDS + 2)] },
     { id: 'udp64', label: 'UDP 64 B flood', client: (p, port) => ['iperf3', '-c', p.serverIp, '-p', port, '-t', String(PROFILE_SECONDS + 2), '-u', '-l', '64', '-b', '0'] },
+    { id: 'udpfixed', label: `UDP ${FIXED_UDP_LEN} B at ${FIXED_UDP_RATE}bit/s (the per-packet CPU figure)`, client: (p, port) => ['iperf3', '-c', p.serverIp, '-p', port, '-t', String(PROFILE_SECONDS + 2), '-u', '-l', String(FIXED_UDP_LEN), '-b', FIXED_UDP_RATE] },
   ];
   const results: Array<{ variant: string; workload: string; hot: Hotspot[] }> = [];
   for (const v of variants) {
     for (const w of workloads) {
       const pair = v.pair!;
       const port = String(5300 + (portSeq++ % 500));
-      const server = nsSpawn(pair.server, ['iperf3', '-s', '-1', '-p', port]);
+      const server = nsSpawn(pair.server, onCpu(SERVER_CPU, ['iperf3', '-s', '-1', '-p', port]));
       const data = path.join(dir, `${v.id}-${w.id}.data`);
       try {
         await sleep(150);
-        const client = nsSpawn(pair.client, w.client(pair, port));
+        const client = nsSpawn(pair.client, onCpu(CLIENT_CPU, w.client(pair, port)));
         await sleep(1000); /* past the ramp-up */
         execFileSync('perf', ['record', '-a', '-g', '-F', '999', '-o', data, '--', 'sleep', String(PROFILE_SECONDS)], { stdio: 'ignore' });
         await new Promise<void>((r) => (client.exitCode !== null ? r() : client.on('exit', () => r())));
@@ -365,13 +380,14 @@ async function main(): Promise<void> {
   }
 
   const samples: Record<string, Record<Metric, number[]>> = {};
+  const background: Record<string, number[]> = {};
   for (let round = 0; round < ROUNDS; round++) {
     const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
     for (const v of order) {
       const t0 = performance.now();
-      await measure(v, samples);
+      await measure(v, samples, background);
       const s = samples[v.id]!;
-      say(`round ${round + 1}/${ROUNDS} ${v.id.padEnd(20)} tcp1 ${fmt(s.tcp1.at(-1)!)} Gbit/s, tcp4 ${fmt(s.tcp4.at(-1)!)}, udp64 ${fmt(s.udp64.at(-1)!)} kpps, p50 ${fmt(s.latP50.at(-1)!)} µs, cpu tcp ${fmt(s.cpuPct.at(-1)!)} % udp ${fmt(s.cpuUdpPct.at(-1)!)} % (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+      say(`round ${round + 1}/${ROUNDS} ${v.id.padEnd(20)} tcp1 ${fmt(s.tcp1.at(-1)!)} Gbit/s, tcp4 ${fmt(s.tcp4.at(-1)!)}, udp64 ${fmt(s.udp64.at(-1)!)} kpps, p50 ${fmt(s.latP50.at(-1)!)} µs, cpu tcp ${fmt(s.cpuPct.at(-1)!)} % udp ${fmt(s.cpuUdpPct.at(-1)!)} % over ${fmt(background[v.id]!.at(-1)!)} % idle (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
     }
   }
 
@@ -395,8 +411,8 @@ async function main(): Promise<void> {
   const targets = checkTargets(med, gain);
   const env = environment();
   const result = {
-    kind: 'dataplane', quick, rounds: ROUNDS, secondsPerFigure: SECONDS, fixedRate: FIXED_RATE, fixedUdpRate: FIXED_UDP_RATE, fixedUdpLen: FIXED_UDP_LEN, cpuAccounting: 'wall × CPUs − exact idle (/proc/stat idle+iowait)', pin: PIN, env,
-    variants: variants.map((v) => ({ id: v.id, label: v.label, kind: v.kind, summary: summary[v.id], samples: samples[v.id] })),
+    kind: 'dataplane', quick, rounds: ROUNDS, secondsPerFigure: SECONDS, fixedRate: FIXED_RATE, fixedUdpRate: FIXED_UDP_RATE, fixedUdpLen: FIXED_UDP_LEN, cpuAccounting: 'wall × CPUs − exact idle (/proc/stat idle+iowait), less the busy share with no traffic measured just before', pin: PIN, env,
+    variants: variants.map((v) => ({ id: v.id, label: v.label, kind: v.kind, summary: summary[v.id], samples: samples[v.id], backgroundBusyPct: background[v.id] })),
     ratiosVsStockVxlan: Object.fromEntries(variants.map((v) => [v.id, Object.fromEntries(METRICS.map((m) => [m.key, gain(v.id, 'stock-vxlan', m.key)]))])),
     tcp1VsNative: Object.fromEntries(variants.map((v) => [v.id, ratio(med(v.id, 'tcp1'), med('native', 'tcp1'))])),
     targets,
@@ -405,6 +421,7 @@ async function main(): Promise<void> {
   const file = writeResults(name, result);
   const md = [`# Dataplane benchmark — ${env.host}, ${new Date().toISOString()}`, '',
     `${ROUNDS} alternating rounds, ${SECONDS} s per figure; median (min–max). Kernel ${env.kernel}, ${env.cpus} CPUs, commit ${env.git.commit?.slice(0, 12) ?? '?'}${env.git.dirty ? ' (dirty)' : ''}.`, '',
+    `iperf3 client on CPU ${CLIENT_CPU}, server on CPU ${SERVER_CPU} (BENCH_PIN=${PIN}). CPU figures: busy share of all ${env.cpus} CPUs (wall time less the kernel's exact idle time) while the fixed rate runs, less the busy share with no traffic measured just before (the other topologies' agents and etcd: median ${fmt(summarize(Object.values(background).flat()).median)} %).`, '',
     table, '', ratioTable, '', '## Targets', '', markdownTable(['target', 'measured', 'met'], targets.map((x) => [x.target, x.measured, x.met ? 'yes' : 'NO'])), ''].join('\n');
   fs.writeFileSync(file.replace(/\.json$/, '.md'), md);
   const chart = svgBarChart({

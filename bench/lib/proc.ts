@@ -108,9 +108,6 @@ export function readMemBreakdown(pid: number): MemBreakdown {
   return { rss, anon, file: rss - anon - (Number.isFinite(shmem) ? shmem : 0) };
 }
 
-/** USER_HZ, the unit of /proc/stat: 100 on every Linux architecture this runs on. */
-const USER_HZ = 100;
-
 export interface MachineCpuSample { idleSec: number; wallSec: number }
 
 /**
@@ -127,7 +124,7 @@ export interface MachineCpuSample { idleSec: number; wallSec: number }
  */
 export function machineCpuSample(): MachineCpuSample {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  return { idleSec: ((f[3] ?? 0) + (f[4] ?? 0)) / USER_HZ, wallSec: performance.now() / 1000 };
+  return { idleSec: ((f[3] ?? 0) + (f[4] ?? 0)) / clockTicks(), wallSec: performance.now() / 1000 };
 }
 
 /** CPUs counted in /proc/stat (all online CPUs, whatever this process's affinity). */
@@ -135,8 +132,8 @@ function onlineCpus(): number {
   return fs.readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d+ /.test(l)).length;
 }
 
-/** Busy % of the machine between two samples. */
-export function machineBusyPct(a: MachineCpuSample, b: MachineCpuSample): number {
-  const capacity = (b.wallSec - a.wallSec) * onlineCpus();
+/** Busy % of the machine (`cpus` CPUs) between two samples. */
+export function machineBusyPct(a: MachineCpuSample, b: MachineCpuSample, cpus = onlineCpus()): number {
+  const capacity = (b.wallSec - a.wallSec) * cpus;
   return capacity > 0 ? Math.min(100, Math.max(0, 100 * (1 - (b.idleSec - a.idleSec) / capacity))) : NaN;
 }
