@@ -119,7 +119,7 @@ export interface MachineCpuSample { idleSec: number; wallSec: number }
  * (CONFIG_TICK_CPU_ACCOUNTING, no IRQ_TIME_ACCOUNTING, as this VM's) each tick
  * charges its whole period to what it interrupts, and a workload paced by a
  * timer (iperf3 -b) aliases with the tick: the same run read 4 % or 27 % busy,
- * and the ticks summed to 86 %–150 % of the wall time. Wall time minus exact
+ * and the ticks summed to 86 %–152 % of the wall time. Wall time minus exact
  * idle read 17–20 % for those same runs.
  */
 export function machineCpuSample(): MachineCpuSample {

@@ -22,6 +22,7 @@ import { readStateFile, agentAlive } from '../control/state.js';
 import { readSubnetEnv } from '../control/subnet-env.js';
 import { readPeerCountersExact } from '../metrics/peer-counters.js';
 import { buildReport, formatStatus, reportToJson, type LinkFact, type PreviousSample, type StatusFacts, type StatusReport } from './status-format.js';
+import { pause } from '../control/subnet/util.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/flannel-bpf';
 export const DEFAULT_STATE_DIR = '/run/flannel-bpf';
@@ -212,12 +213,6 @@ export function statusReport(dirs: StatusDirs, prev?: PreviousSample): StatusRep
   return buildReport(facts, prev);
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
-  });
-}
 
 export async function runStatusCommand(argv: string[]): Promise<number> {
   let args: StatusArgs;
@@ -254,7 +249,7 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
         const screen = render(report);
         process.stdout.write(tty ? `\x1b[H\x1b[2J${screen}` : args.json ? screen : `${screen}\n`);
         prev = { report, at };
-        await sleep(args.interval * 1000, stop.signal);
+        await pause(args.interval * 1000, stop.signal);
       }
     } finally {
       process.off('SIGINT', onSig);

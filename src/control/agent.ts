@@ -39,6 +39,7 @@ import { formatCidr, formatIPv4, cidrContains, parseCidr, type Cidr } from '../m
 
 export type { LeaseEvent, StoreState, SubnetManager } from './subnet/types.js';
 import { SubnetError, type LeaseEvent, type StoreState, type SubnetManager } from './subnet/types.js';
+import { pause } from './subnet/util.js';
 
 export interface AgentDeps {
   log: Logger;
@@ -65,12 +66,6 @@ export const CNI_BRIDGE = 'cni0';
 /** Metric of the --ip-blackhole-route route: below the bridge's connected route. */
 export const BLACKHOLE_METRIC = 4096;
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
-  });
-}
 
 export class Agent {
   readonly startedAt = new Date();
@@ -199,7 +194,7 @@ export class Agent {
       } catch (err) {
         if (err instanceof SubnetError && !err.retryable) throw err;
         log.warn(`failed to get the network config, retrying in 1 s: ${(err as Error).message}`, { store: sm.kind });
-        await sleep(1000, signal);
+        await pause(1000, signal);
       }
     }
     if (raw === null) return;
@@ -415,7 +410,7 @@ export class Agent {
   async #periodic(signal: AbortSignal): Promise<void> {
     let ticks = 0;
     while (!signal.aborted) {
-      await sleep(1000, signal);
+      await pause(1000, signal);
       if (signal.aborted) break;
       ticks++;
       try {
@@ -510,7 +505,8 @@ export class Agent {
   async #syncEndpoints(): Promise<void> {
     if (!this.fastPath || !this.dp || !this.lease || !this.#plan?.cniIfindex) return;
     try {
-      const want = await readEndpointsAsync(CNI_BRIDGE, this.lease.subnet, this.#ipAsync);
+      const previous = new Map(this.dp.maps.endpoints.entries());
+      const want = await readEndpointsAsync(CNI_BRIDGE, this.lease.subnet, this.#ipAsync, undefined, previous);
       if (!this.dp) return;
       const changes = syncEndpoints(this.dp.maps.endpoints, want);
       if (changes) this.#log.debug('pod endpoints updated', { changes });

@@ -37,6 +37,18 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Sleep `ms`, or less when `signal` aborts: resolves either way (for loops
+ * that check the signal themselves). The abort listener is removed when the
+ * timer fires: a loop that pauses every second would otherwise add one
+ * listener per pass to a signal that lives as long as the process.
+ */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return sleep(ms, signal).catch((err: unknown) => {
+    if (!isAbort(err, signal)) throw err;
+  });
+}
+
 /** Resolve/reject with `p`, or reject with AbortedError when `signal` aborts first. */
 export function abortable<T>(p: Promise<T>, signal?: AbortSignal, what?: string): Promise<T> {
   if (!signal) return p;
