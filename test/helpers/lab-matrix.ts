@@ -7,7 +7,8 @@ import test from 'ava';
 import { Lab, type LabBackend, type LabPod } from '../../src/cli/lab/lab.js';
 import { nsExec } from '../../src/cli/lab/netns.js';
 import { NodeMaps } from '../../src/maps/index.js';
-import { formatCidr } from '../../src/maps/addr.js';
+import { formatCidr, parseIPv4 } from '../../src/maps/addr.js';
+import { FAST_EVENTS } from '../../src/maps/reasons.js';
 import { readSubnetEnv } from '../../src/control/subnet-env.js';
 import { tcpTransfer, ping, labRunner } from './traffic.js';
 import { requireRoot } from './netns.js';
@@ -78,6 +79,31 @@ export function registerLabMatrix(label: string, backend: LabBackend, opts: { di
     let out = '';
     try { out = nsExec(pod('n1p1').ns, `ping -c 1 -W 2 -M do -s ${mtu - 27} ${pod('n3p1').ip} 2>&1`); } catch (err) { out = (err as Error).message; }
     t.regex(out, /message too long|mtu/i, 'refused at the sender with EMSGSIZE, not lost on the way');
+  });
+
+  test.serial(`${label}: an idle pod keeps its fast-path endpoint after cni0's FDB forgets its MAC, and the next flow goes straight into it`, async (t) => {
+    /* cni0 ages a silent pod's MAC out of its FDB (300 s by default; 2 s here). The pod, its veth and its neighbour entry stay. */
+    const n3 = lab.node('n3');
+    const target = pod('n3p2');
+    const maps = NodeMaps.fromPinDir(n3.pinDir);
+    t.teardown(() => maps.close());
+    const key = parseIPv4(target.ip);
+    t.true((await tcpTransfer(labRunner, pod('n1p2').ns, target.ns, target.ip, 1 << 20)).bytes === 1 << 20, 'a first flow');
+    const ep = await waitFor(() => maps.endpoints.get(key), { what: `n3's endpoint for ${target.ip}` });
+    const learned = () => (JSON.parse(nsExec(n3.ns, 'bridge -j fdb show br cni0')) as Array<{ mac?: string; flags?: string[]; state?: string }>)
+      .some((f) => f.mac?.toLowerCase() === ep.mac && !f.flags?.includes('self') && f.state !== 'permanent');
+    t.true(learned(), 'the pod\'s MAC is learned on cni0');
+    nsExec(n3.ns, 'ip link set cni0 type bridge ageing_time 200');
+    t.teardown(() => { try { nsExec(n3.ns, 'ip link set cni0 type bridge ageing_time 30000'); } catch { /* the lab is going */ } });
+    await waitFor(() => !learned() || null, { timeoutMs: 20_000, what: 'cni0 to forget the pod\'s MAC' });
+    await new Promise((r) => setTimeout(r, 4500)); /* two of the agent's endpoint syncs (every 2 s) */
+    t.deepEqual(maps.endpoints.get(key), ep, 'the endpoint is still there, unchanged');
+    const peerIdx = FAST_EVENTS.indexOf('fast_rx_peer');
+    const before = maps.fastStats.get(peerIdx)?.packets ?? 0n;
+    const r = await tcpTransfer(labRunner, pod('n1p2').ns, target.ns, target.ip, 4 << 20);
+    t.is(r.sha256Received, r.sha256Sent);
+    const after = maps.fastStats.get(peerIdx)?.packets ?? 0n;
+    t.true(after > before, `n3 delivered the new flow into the pod with bpf_redirect_peer (${before} → ${after})`);
   });
 
   if (backend === 'host-gw') {
