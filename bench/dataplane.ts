@@ -177,7 +177,6 @@ async function quietExcept(v: Variant): Promise<void> {
   await sleep(1000); /* a resumed agent runs its overdue timers first */
 }
 
-
 interface IperfJson {
   end?: {
     sum_received?: { bits_per_second?: number };

@@ -66,7 +66,6 @@ export const CNI_BRIDGE = 'cni0';
 /** Metric of the --ip-blackhole-route route: below the bridge's connected route. */
 export const BLACKHOLE_METRIC = 4096;
 
-
 export class Agent {
   readonly startedAt = new Date();
   storeState: { state: StoreState; since: Date; detail?: string } = { state: 'connecting', since: new Date() };
@@ -506,7 +505,7 @@ export class Agent {
     if (!this.fastPath || !this.dp || !this.lease || !this.#plan?.cniIfindex) return;
     try {
       const previous = new Map(this.dp.maps.endpoints.entries());
-      const want = await readEndpointsAsync(CNI_BRIDGE, this.lease.subnet, this.#ipAsync, undefined, previous);
+      const want = await readEndpointsAsync(CNI_BRIDGE, this.lease.subnet, this.#ipAsync, previous);
       if (!this.dp) return;
       const changes = syncEndpoints(this.dp.maps.endpoints, want);
       if (changes) this.#log.debug('pod endpoints updated', { changes });

@@ -66,7 +66,7 @@ export const defaultAsyncBridgeRunner = (args: string[]): Promise<string> => new
 
 /** Read cni0's tables (in the agent's namespace) without blocking the event loop: the three listings run in parallel. */
 export async function readEndpointsAsync(bridgeDev: string, subnet: Cidr, ip: (args: string[]) => Promise<string>,
-  bridge: (args: string[]) => Promise<string> = defaultAsyncBridgeRunner, previous?: ReadonlyMap<number, Endpoint>): Promise<Map<number, Endpoint>> {
+  previous?: ReadonlyMap<number, Endpoint>, bridge: (args: string[]) => Promise<string> = defaultAsyncBridgeRunner): Promise<Map<number, Endpoint>> {
   const [neigh, ports, fdb] = await Promise.all([
     ip(['-j', 'neigh', 'show', 'dev', bridgeDev]), ip(['-j', 'link', 'show', 'master', bridgeDev]), bridge(['-j', 'fdb', 'show', 'br', bridgeDev]),
   ]);

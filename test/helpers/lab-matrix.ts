@@ -9,6 +9,7 @@ import { nsExec } from '../../src/cli/lab/netns.js';
 import { NodeMaps } from '../../src/maps/index.js';
 import { formatCidr, parseIPv4 } from '../../src/maps/addr.js';
 import { FAST_EVENTS } from '../../src/maps/reasons.js';
+import type { FdbRow } from '../../src/control/endpoints.js';
 import { readSubnetEnv } from '../../src/control/subnet-env.js';
 import { tcpTransfer, ping, labRunner } from './traffic.js';
 import { requireRoot } from './netns.js';
@@ -90,7 +91,7 @@ export function registerLabMatrix(label: string, backend: LabBackend, opts: { di
     const key = parseIPv4(target.ip);
     t.true((await tcpTransfer(labRunner, pod('n1p2').ns, target.ns, target.ip, 1 << 20)).bytes === 1 << 20, 'a first flow');
     const ep = await waitFor(() => maps.endpoints.get(key), { what: `n3's endpoint for ${target.ip}` });
-    const learned = () => (JSON.parse(nsExec(n3.ns, 'bridge -j fdb show br cni0')) as Array<{ mac?: string; flags?: string[]; state?: string }>)
+    const learned = () => (JSON.parse(nsExec(n3.ns, 'bridge -j fdb show br cni0')) as Array<FdbRow & { state?: string }>)
       .some((f) => f.mac?.toLowerCase() === ep.mac && !f.flags?.includes('self') && f.state !== 'permanent');
     t.true(learned(), 'the pod\'s MAC is learned on cni0');
     nsExec(n3.ns, 'ip link set cni0 type bridge ageing_time 200');
