@@ -25,7 +25,7 @@ import { chooseVtepMac } from './vtep.js';
 import { writeSubnetEnv, readSubnetEnv } from './subnet-env.js';
 import { masqRules, forwardRules, ensureRules, ensureRulesAsync, defaultExec, defaultAsyncExec, type Exec, type AsyncExec } from './masquerade.js';
 import { writeStateFile, statePeerOf, stateWrittenAt, type AgentStateFile } from './state.js';
-import { readEndpointsAsync, syncEndpoints } from './endpoints.js';
+import { syncPodEndpointsAsync, syncEndpoints, defaultAsyncBridgeRunner, CNI_BRIDGE, type EndpointIo } from './endpoints.js';
 import { syncNextHops, ipBatch, managedLimit, type NextHopIo, type NextHopStatus } from './nexthops.js';
 import { Dataplane, hookStates, hooksFor, type HookState, type AttachPlan } from '../loader/dataplane.js';
 import { resolveEngine, type Engine } from '../loader/engine.js';
@@ -54,14 +54,15 @@ export interface AgentDeps {
   nodeName?: string;
   /** Neighbour-table access for the managed next hops (default: the `ip` command). */
   nextHopIo?: NextHopIo;
+  /** cni0's tables and neighbour changes for the fast path's endpoints. */
+  endpointIo?: EndpointIo;
   /** Called whenever something status/metrics care about changes. */
   onChange?(agent: Agent): void;
 }
 
 export class AgentError extends FlannelBpfError {}
 
-/** The bridge flannel's CNI configuration makes (the bridge plugin's default name). */
-export const CNI_BRIDGE = 'cni0';
+export { CNI_BRIDGE };
 
 /** Metric of the --ip-blackhole-route route: below the bridge's connected route. */
 export const BLACKHOLE_METRIC = 4096;
@@ -500,19 +501,32 @@ export class Agent {
     }
   }
 
-  /** The fast path's pod endpoints (cni0 neighbours × bridge FDB), every couple of seconds. */
+  /**
+   * The fast path's pod endpoints (cni0 neighbours × bridge FDB), every couple
+   * of seconds; with --managed-neighbours, their neighbour entries kept
+   * resolved by the kernel (endpoints.ts).
+   */
   async #syncEndpoints(): Promise<void> {
     if (!this.fastPath || !this.dp || !this.lease || !this.#plan?.cniIfindex) return;
     try {
       const previous = new Map(this.dp.maps.endpoints.entries());
-      const want = await readEndpointsAsync(CNI_BRIDGE, this.lease.subnet, this.#ipAsync, previous);
+      const io: EndpointIo = this.deps.endpointIo ?? { ip: this.#ipAsync, bridge: defaultAsyncBridgeRunner, batch: ipBatch, limit: () => managedLimit() };
+      const r = await syncPodEndpointsAsync(CNI_BRIDGE, this.lease.subnet, previous, io, this.flags.managedNeighbours);
       if (!this.dp) return;
-      const changes = syncEndpoints(this.dp.maps.endpoints, want);
+      const changes = syncEndpoints(this.dp.maps.endpoints, r.endpoints);
       if (changes) this.#log.debug('pod endpoints updated', { changes });
+      if (r.marked.length || r.dropped.length) {
+        this.#log.debug(`pods: ${r.marked.length} neighbour entr${r.marked.length === 1 ? 'y' : 'ies'} made managed, ${r.dropped.length} of pods gone deleted`, { bridge: CNI_BRIDGE, marked: r.marked.slice(0, 16), dropped: r.dropped.slice(0, 16) });
+      }
+      if (r.error && r.error !== this.#podNeighError) {
+        this.#log.warn(`the kernel refused a managed neighbour entry for a pod on ${CNI_BRIDGE}: ${r.error}; the first flow to a pod idle for minutes may then stay on the compat path (--managed-neighbours=off silences this)`, { bridge: CNI_BRIDGE });
+      }
+      this.#podNeighError = r.error;
     } catch (err) {
       this.#log.debug(`cannot read pod endpoints: ${(err as Error).message}`);
     }
   }
+  #podNeighError: string | null = null;
 
   /** Managed neighbour entries for the peers' next hops (src/control/nexthops.ts), every 5 s. */
   async #syncNextHops(): Promise<void> {

@@ -13,6 +13,7 @@ import { removeDevice, linkInfo, defaultIpRunner, type IpRunner, DEVICE_NAME } f
 import { masqRules, forwardRules, removeRules, defaultExec, type Exec } from './masquerade.js';
 import { readStateFile } from './state.js';
 import { removeManagedNeighbours } from './nexthops.js';
+import { CNI_BRIDGE } from './endpoints.js';
 import { parseCidr } from '../maps/addr.js';
 
 export interface ResetOptions {
@@ -52,11 +53,13 @@ export function resetNode(opts: ResetOptions): string[] {
     done.push('detached programs');
   }
   if (removeDevice(DEVICE_NAME, ip)) done.push(`deleted device ${DEVICE_NAME}`);
-  if (state?.uplink?.name) {
+  /* Managed neighbour entries of ours: the peers' next hops on the uplink, the pods on cni0. */
+  for (const dev of [state?.uplink?.name, CNI_BRIDGE]) {
+    if (!dev) continue;
     try {
-      const gone = removeManagedNeighbours(state.uplink.name, ip);
-      if (gone.length) done.push(`deleted ${gone.length} managed neighbour entr${gone.length === 1 ? 'y' : 'ies'} on ${state.uplink.name}`);
-    } catch { /* uplink gone */ }
+      const gone = removeManagedNeighbours(dev, ip);
+      if (gone.length) done.push(`deleted ${gone.length} managed neighbour entr${gone.length === 1 ? 'y' : 'ies'} on ${dev}`);
+    } catch { /* device gone */ }
   }
   if (fs.existsSync(opts.pinDir)) {
     fs.rmSync(opts.pinDir, { recursive: true, force: true });

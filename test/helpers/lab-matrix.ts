@@ -82,8 +82,12 @@ export function registerLabMatrix(label: string, backend: LabBackend, opts: { di
     t.regex(out, /message too long|mtu/i, 'refused at the sender with EMSGSIZE, not lost on the way');
   });
 
-  test.serial(`${label}: an idle pod keeps its fast-path endpoint after cni0's FDB forgets its MAC, and the next flow goes straight into it`, async (t) => {
-    /* cni0 ages a silent pod's MAC out of its FDB (300 s by default; 2 s here). The pod, its veth and its neighbour entry stay. */
+  test.serial(`${label}: an idle pod keeps its fast-path endpoint after cni0's FDB and the neighbour GC forget it, and the next flow goes straight into it`, async (t) => {
+    /*
+     * cni0 ages a silent pod's MAC out of its FDB (300 s by default; 2 s here), and the
+     * kernel's neighbour GC deletes its STALE neighbour entry once the machine holds more
+     * than gc_thresh1 neighbours (deleted by hand here). The pod and its veth stay.
+     */
     const n3 = lab.node('n3');
     const target = pod('n3p2');
     const maps = NodeMaps.fromPinDir(n3.pinDir);
@@ -97,8 +101,13 @@ export function registerLabMatrix(label: string, backend: LabBackend, opts: { di
     nsExec(n3.ns, 'ip link set cni0 type bridge ageing_time 200');
     t.teardown(() => { try { nsExec(n3.ns, 'ip link set cni0 type bridge ageing_time 30000'); } catch { /* the lab is going */ } });
     await waitFor(() => !learned() || null, { timeoutMs: 20_000, what: 'cni0 to forget the pod\'s MAC' });
+    nsExec(n3.ns, `ip neigh del ${target.ip} dev cni0`);
+    t.notRegex(nsExec(n3.ns, `ip neigh show ${target.ip} dev cni0`), /lladdr/, 'the neighbour entry is gone');
     await new Promise((r) => setTimeout(r, 4500)); /* two of the agent's endpoint syncs (every 2 s) */
     t.deepEqual(maps.endpoints.get(key), ep, 'the endpoint is still there, unchanged');
+    /* The agent made the pod's entry a managed one again and the kernel resolved it: the next flow's first packet finds it (else conntrack would pin the whole flow to the compat path). */
+    const entry = (JSON.parse(nsExec(n3.ns, `ip -j -d neigh show ${target.ip} dev cni0`)) as Array<{ lladdr?: string; managed?: unknown }>)[0];
+    t.true(entry !== undefined && 'managed' in entry && entry.lladdr === ep.mac, `a managed, resolved neighbour entry for the pod (${JSON.stringify(entry)})`);
     const peerIdx = FAST_EVENTS.indexOf('fast_rx_peer');
     const before = maps.fastStats.get(peerIdx)?.packets ?? 0n;
     const r = await tcpTransfer(labRunner, pod('n1p2').ns, target.ns, target.ip, 4 << 20);

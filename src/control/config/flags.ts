@@ -355,7 +355,7 @@ const DEFS: readonly FlagDef[] = [
     accepted: DECAP_CHOICES.join(', '), convert: enumOf(DECAP_CHOICES) }),
   ours({ name: 'fast-path', key: 'fastPath', kind: 'enum', default: 'on', values: ['on', 'off'], help: 'deliver straight into pods, bypassing kernel forwarding for flows netfilter does not touch',
     accepted: 'on, off', convert: onOff }),
-  ours({ name: 'managed-neighbours', key: 'managedNeighbours', kind: 'enum', default: 'on', values: ['on', 'off'], help: 'have the kernel keep the uplink neighbour entries of peers\' next hops resolved (managed entries), so the programs follow a next hop\'s MAC change',
+  ours({ name: 'managed-neighbours', key: 'managedNeighbours', kind: 'enum', default: 'on', values: ['on', 'off'], help: 'have the kernel keep the neighbour entries the programs read resolved (managed entries): the peers\' next hops on the uplink, so the programs follow a next hop\'s MAC change, and the pods on cni0 (fast path), so the neighbour GC never takes an idle pod off the fast path',
     accepted: 'on, off', convert: onOff }),
   ours({ name: 'check-source-mac', key: 'checkSourceMac', kind: 'enum', default: 'off', values: ['on', 'off'], help: 'accept tunnel packets from a peer only from our next hop\'s MAC towards it (drops a peer IP forged on the segment; breaks senders whose MAC differs, e.g. VRRP routers, balance-alb bonds)',
     accepted: 'on, off', convert: onOff }),
