@@ -26,6 +26,7 @@ import { writeSubnetEnv, readSubnetEnv } from './subnet-env.js';
 import { masqRules, forwardRules, ensureRules, ensureRulesAsync, defaultExec, defaultAsyncExec, type Exec, type AsyncExec } from './masquerade.js';
 import { writeStateFile, statePeerOf, stateWrittenAt, type AgentStateFile } from './state.js';
 import { syncPodEndpointsAsync, syncEndpoints, defaultAsyncBridgeRunner, CNI_BRIDGE, type EndpointIo } from './endpoints.js';
+import { watchNeighbours, eventChangesEndpoint, type MonitorSpawner, type NeighbourWatch, type NeighEvent } from './neighwatch.js';
 import { syncNextHops, ipBatch, managedLimit, type NextHopIo, type NextHopStatus } from './nexthops.js';
 import { Dataplane, hookStates, hooksFor, type HookState, type AttachPlan } from '../loader/dataplane.js';
 import { resolveEngine, type Engine } from '../loader/engine.js';
@@ -35,7 +36,7 @@ import { interfaceDriver } from '../loader/ethtool.js';
 import { libbpf } from '../loader/libbpf.js';
 import { NodeMaps } from '../maps/index.js';
 import { CONFIG_FLAGS, type BackendType } from '../maps/config.js';
-import { formatCidr, formatIPv4, cidrContains, parseCidr, type Cidr } from '../maps/addr.js';
+import { formatCidr, formatIPv4, cidrContains, parseCidr, parseIPv4, type Cidr } from '../maps/addr.js';
 
 export type { LeaseEvent, StoreState, SubnetManager } from './subnet/types.js';
 import { SubnetError, type LeaseEvent, type StoreState, type SubnetManager } from './subnet/types.js';
@@ -56,6 +57,8 @@ export interface AgentDeps {
   nextHopIo?: NextHopIo;
   /** cni0's tables and neighbour changes for the fast path's endpoints. */
   endpointIo?: EndpointIo;
+  /** Starts `ip monitor neigh dev cni0` (neighwatch.ts); null: poll only. */
+  neighbourMonitor?: MonitorSpawner | null;
   /** Called whenever something status/metrics care about changes. */
   onChange?(agent: Agent): void;
 }
@@ -63,6 +66,12 @@ export interface AgentDeps {
 export class AgentError extends FlannelBpfError {}
 
 export { CNI_BRIDGE };
+
+/** Seconds between polls of cni0's tables: with the neighbour monitor running, and without it. */
+const ENDPOINT_POLL_WATCHED = 10;
+const ENDPOINT_POLL = 2;
+/** Events within this window share one sync (a pod's ARP exchange is a few events). */
+const ENDPOINT_EVENT_DELAY_MS = 20;
 
 /** Metric of the --ip-blackhole-route route: below the bridge's connected route. */
 export const BLACKHOLE_METRIC = 4096;
@@ -416,7 +425,9 @@ export class Agent {
       try {
         /* Cheap checks inline; the ones that run commands are awaited so that lease events keep flowing meanwhile. */
         this.#checkAttach();
-        if (ticks % 2 === 0) await this.#syncEndpoints();
+        this.#ensureNeighbourWatch();
+        /* cni0's neighbour events drive the endpoints; the poll is their safety net (and notices a pod's veth gone). */
+        if (ticks % (this.#neighWatch?.running() ? ENDPOINT_POLL_WATCHED : ENDPOINT_POLL) === 0) await this.#syncEndpoints();
         if (ticks % 5 === 0) await this.#refreshUplink();
         if (ticks % 5 === 1) await this.#syncNextHops();
         if (ticks % Math.max(1, this.flags.iptablesResync) === 0) await this.#resyncRules();
@@ -424,7 +435,44 @@ export class Agent {
         this.#log.warn(`periodic check failed: ${(err as Error).message}`);
       }
     }
+    this.#neighWatch?.stop();
+    this.#neighWatch = null;
+    if (this.#endpointsKick) clearTimeout(this.#endpointsKick);
+    this.#endpointsKick = null;
   }
+
+  /** A neighbour monitor on cni0 while the fast path has one; another when cni0 is re-created, or 10 s after one died. */
+  #ensureNeighbourWatch(): void {
+    const cni = this.fastPath && this.dp ? this.#plan?.cniIfindex ?? 0 : 0;
+    const w = this.#neighWatch;
+    if (w?.running() && w.ifindex === cni) return;
+    w?.stop();
+    this.#neighWatch = null;
+    const spawner = this.deps.neighbourMonitor;
+    if (!cni || spawner === null || Date.now() < this.#neighWatchRetryAt) return;
+    this.#neighWatch = watchNeighbours(CNI_BRIDGE, cni, (e) => this.#onNeighbourEvent(e), (reason) => {
+      this.#neighWatchRetryAt = Date.now() + 10_000;
+      this.#log.warn(`the neighbour monitor on ${CNI_BRIDGE} stopped: ${reason}; pod endpoints are polled every ${ENDPOINT_POLL} s until it restarts`, { bridge: CNI_BRIDGE });
+    }, spawner);
+  }
+  #neighWatch: NeighbourWatch | null = null;
+  #neighWatchRetryAt = 0;
+
+  /** A pod's MAC learned or changed on cni0: sync the endpoints now (coalesced). */
+  #onNeighbourEvent(e: NeighEvent): void {
+    if (!this.dp || !this.lease) return;
+    let current;
+    try { current = this.dp.maps.endpoints.get(parseIPv4(e.ip)) ?? undefined; } catch { current = undefined; }
+    if (!eventChangesEndpoint(e, this.lease.subnet, current)) return;
+    this.#endpointsDirty = true;
+    if (this.#endpointsKick) return;
+    this.#endpointsKick = setTimeout(() => {
+      this.#endpointsKick = null;
+      void this.#syncEndpoints();
+    }, ENDPOINT_EVENT_DELAY_MS);
+  }
+  #endpointsDirty = false;
+  #endpointsKick: NodeJS.Timeout | null = null;
 
   #checkAttach(): void {
     if (!this.#plan || !this.dp || this.#attachPending) return;
@@ -508,6 +556,22 @@ export class Agent {
    */
   async #syncEndpoints(): Promise<void> {
     if (!this.fastPath || !this.dp || !this.lease || !this.#plan?.cniIfindex) return;
+    /* One sync at a time; an event during a sync asks for one more after it. */
+    if (this.#endpointSync) {
+      this.#endpointsDirty = true;
+      return this.#endpointSync;
+    }
+    this.#endpointsDirty = false;
+    this.#endpointSync = this.#syncEndpointsOnce().finally(() => {
+      this.#endpointSync = null;
+      if (this.#endpointsDirty && !this.#endpointsKick) void this.#syncEndpoints();
+    });
+    return this.#endpointSync;
+  }
+  #endpointSync: Promise<void> | null = null;
+
+  async #syncEndpointsOnce(): Promise<void> {
+    if (!this.dp || !this.lease) return;
     try {
       const previous = new Map(this.dp.maps.endpoints.entries());
       const io: EndpointIo = this.deps.endpointIo ?? { ip: this.#ipAsync, bridge: defaultAsyncBridgeRunner, batch: ipBatch, limit: () => managedLimit() };

@@ -116,6 +116,31 @@ export function registerLabMatrix(label: string, backend: LabBackend, opts: { di
     t.true(after > before, `n3 delivered the new flow into the pod with bpf_redirect_peer (${before} → ${after})`);
   });
 
+  test.serial(`${label}: a new pod's endpoint follows the kernel learning its MAC (neighbour monitor on cni0), not the next poll`, async (t) => {
+    const n3 = lab.node('n3');
+    const fresh = lab.addPod('n3');
+    const maps = NodeMaps.fromPinDir(n3.pinDir);
+    t.teardown(() => maps.close());
+    const key = parseIPv4(fresh.ip);
+    t.is(maps.endpoints.get(key) ?? null, null, 'no endpoint before the pod has talked');
+    const t0 = Date.now();
+    t.deepEqual(ping(labRunner, pod('n1p1').ns, fresh.ip, { count: 1 }), { sent: 1, received: 1 });
+    /* The poll runs every 10 s while the monitor runs: within 1 s means the event did it. */
+    const ep = await waitFor(() => maps.endpoints.get(key), { timeoutMs: 1000, intervalMs: 20, what: `n3's endpoint for the new pod ${fresh.ip}` });
+    t.log(`endpoint ${Date.now() - t0} ms after the first ping was sent`);
+    const entry = (JSON.parse(nsExec(n3.ns, `ip -j -d neigh show ${fresh.ip} dev cni0`)) as Array<{ lladdr?: string; managed?: unknown }>)[0];
+    await waitFor(() => {
+      const e = (JSON.parse(nsExec(n3.ns, `ip -j -d neigh show ${fresh.ip} dev cni0`)) as Array<{ managed?: unknown }>)[0];
+      return e !== undefined && 'managed' in e ? true : null;
+    }, { timeoutMs: 2000, what: 'the new pod\'s neighbour entry to become a managed one' });
+    t.is(entry?.lladdr, ep.mac, 'the endpoint has the MAC the kernel learned');
+    const peerIdx = FAST_EVENTS.indexOf('fast_rx_peer');
+    const before = maps.fastStats.get(peerIdx)?.packets ?? 0n;
+    const r = await tcpTransfer(labRunner, pod('n1p2').ns, fresh.ns, fresh.ip, 4 << 20);
+    t.is(r.sha256Received, r.sha256Sent);
+    t.true((maps.fastStats.get(peerIdx)?.packets ?? 0n) > before, 'its first TCP flow went straight into it (bpf_redirect_peer)');
+  });
+
   if (backend === 'host-gw') {
     test.serial('host-gw: a peer behind the router is reported unreachable and answered with ICMP, never silently black-holed', async (t) => {
       const n4 = lab.addNode(4, { segment: 'b' });
