@@ -199,6 +199,8 @@ export interface Libbpf {
   bpf_xdp_detach(ifindex: number, flags: number, opts: { sz: number; old_prog_fd: number } | null): number;
   bpf_xdp_query(ifindex: number, flags: number, opts: XdpQueryArg): number;
   bpf_prog_test_run_opts(fd: number, opts: TestRunArg): number;
+  /** BPF_STATS_RUN_TIME (0): the kernel counts every program's run time while the returned fd is open. */
+  bpf_enable_stats(type: number): number;
   close(fd: number): number;
   if_nametoindex(name: string): number;
   vsnprintf(buf: Buffer, size: number, fmt: Pointer, ap: Pointer | Buffer): number;
@@ -280,6 +282,7 @@ export function libbpf(): Libbpf {
     bpf_xdp_detach: f('int bpf_xdp_detach(int ifindex, uint32_t flags, const fbpf_bpf_xdp_attach_opts *opts)'),
     bpf_xdp_query: f('int bpf_xdp_query(int ifindex, int flags, _Inout_ fbpf_bpf_xdp_query_opts *opts)'),
     bpf_prog_test_run_opts: f('int bpf_prog_test_run_opts(int fd, _Inout_ fbpf_bpf_test_run_opts *opts)'),
+    bpf_enable_stats: f('int bpf_enable_stats(int type)'),
     close: c('int close(int fd)'),
     if_nametoindex: c('unsigned int if_nametoindex(const char *name)'),
     vsnprintf: c('int vsnprintf(_Out_ uint8_t *buf, size_t size, void *fmt, void *ap)'),
