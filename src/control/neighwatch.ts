@@ -41,16 +41,18 @@ export function parseNeighEvent(line: string): NeighEvent | null {
 }
 
 /**
- * Pure: whether an event can change the endpoints map — a pod address of our
- * subnet that now has a MAC the map does not hold for it. Deletions never do
- * (an endpoint outlives its neighbour entry, endpoints.ts), nor do the state
- * changes of an entry the map already has (the kernel re-probing an idle pod's
- * managed entry every ~30 s).
+ * Pure: whether an event asks for an endpoint sync — a pod address of our
+ * subnet that now has a MAC the map does not hold for it, or the deletion of
+ * the neighbour entry of a pod the map has (the endpoint outlives it,
+ * endpoints.ts, but the sync makes the entry a managed one again, so that the
+ * next flow's first packet finds it instead of going up the stack). The state
+ * changes of an entry the map already has do not (the kernel re-probing an
+ * idle pod's managed entry every ~30 s).
  */
 export function eventChangesEndpoint(e: NeighEvent, subnet: Cidr, current: Endpoint | undefined): boolean {
-  if (e.deleted || !e.mac) return false;
   if (!cidrContains(subnet, parseIPv4(e.ip))) return false;
-  return current?.mac !== e.mac;
+  if (e.deleted) return current !== undefined;
+  return e.mac !== null && current?.mac !== e.mac;
 }
 
 export type MonitorSpawner = (args: string[]) => ChildProcess;

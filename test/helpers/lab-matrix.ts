@@ -17,6 +17,11 @@ import { waitFor } from './wait.js';
 
 const MB100 = 100 * 1024 * 1024;
 
+/** The node's neighbour entry on cni0 for a pod address (`managed` is present, as null, on managed entries). */
+function podNeighbour(nodeNs: string, ip: string): { lladdr?: string; managed?: unknown } | undefined {
+  return (JSON.parse(nsExec(nodeNs, `ip -j -d neigh show ${ip} dev cni0`)) as Array<{ lladdr?: string; managed?: unknown }>)[0];
+}
+
 export function registerLabMatrix(label: string, backend: LabBackend, opts: { directRouting?: boolean } = {}): void {
   requireRoot();
   const oneSegment = backend === 'host-gw';
@@ -103,11 +108,17 @@ export function registerLabMatrix(label: string, backend: LabBackend, opts: { di
     await waitFor(() => !learned() || null, { timeoutMs: 20_000, what: 'cni0 to forget the pod\'s MAC' });
     nsExec(n3.ns, `ip neigh del ${target.ip} dev cni0`);
     t.notRegex(nsExec(n3.ns, `ip neigh show ${target.ip} dev cni0`), /lladdr/, 'the neighbour entry is gone');
-    await new Promise((r) => setTimeout(r, 4500)); /* two of the agent's endpoint syncs (every 2 s) */
+    /*
+     * The deletion event makes the agent sync: the pod's entry becomes a managed one again and the kernel
+     * resolves it, well before the 10 s poll, so the next flow's first packet finds it (else conntrack
+     * would pin the whole flow to the compat path).
+     */
+    const entry = await waitFor(() => {
+      const e = podNeighbour(n3.ns, target.ip);
+      return e && 'managed' in e && e.lladdr ? e : null;
+    }, { timeoutMs: 3000, what: 'a managed, resolved neighbour entry for the pod again' });
+    t.is(entry.lladdr, ep.mac);
     t.deepEqual(maps.endpoints.get(key), ep, 'the endpoint is still there, unchanged');
-    /* The agent made the pod's entry a managed one again and the kernel resolved it: the next flow's first packet finds it (else conntrack would pin the whole flow to the compat path). */
-    const entry = (JSON.parse(nsExec(n3.ns, `ip -j -d neigh show ${target.ip} dev cni0`)) as Array<{ lladdr?: string; managed?: unknown }>)[0];
-    t.true(entry !== undefined && 'managed' in entry && entry.lladdr === ep.mac, `a managed, resolved neighbour entry for the pod (${JSON.stringify(entry)})`);
     const peerIdx = FAST_EVENTS.indexOf('fast_rx_peer');
     const before = maps.fastStats.get(peerIdx)?.packets ?? 0n;
     const r = await tcpTransfer(labRunner, pod('n1p2').ns, target.ns, target.ip, 4 << 20);
@@ -128,12 +139,11 @@ export function registerLabMatrix(label: string, backend: LabBackend, opts: { di
     /* The poll runs every 10 s while the monitor runs: within 1 s means the event did it. */
     const ep = await waitFor(() => maps.endpoints.get(key), { timeoutMs: 1000, intervalMs: 20, what: `n3's endpoint for the new pod ${fresh.ip}` });
     t.log(`endpoint ${Date.now() - t0} ms after the first ping was sent`);
-    const entry = (JSON.parse(nsExec(n3.ns, `ip -j -d neigh show ${fresh.ip} dev cni0`)) as Array<{ lladdr?: string; managed?: unknown }>)[0];
+    t.is(podNeighbour(n3.ns, fresh.ip)?.lladdr, ep.mac, 'the endpoint has the MAC the kernel learned');
     await waitFor(() => {
-      const e = (JSON.parse(nsExec(n3.ns, `ip -j -d neigh show ${fresh.ip} dev cni0`)) as Array<{ managed?: unknown }>)[0];
-      return e !== undefined && 'managed' in e ? true : null;
+      const e = podNeighbour(n3.ns, fresh.ip);
+      return e && 'managed' in e ? true : null;
     }, { timeoutMs: 2000, what: 'the new pod\'s neighbour entry to become a managed one' });
-    t.is(entry?.lladdr, ep.mac, 'the endpoint has the MAC the kernel learned');
     const peerIdx = FAST_EVENTS.indexOf('fast_rx_peer');
     const before = maps.fastStats.get(peerIdx)?.packets ?? 0n;
     const r = await tcpTransfer(labRunner, pod('n1p2').ns, fresh.ns, fresh.ip, 4 << 20);

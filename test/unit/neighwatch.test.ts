@@ -16,13 +16,15 @@ test('monitor lines as iproute2 6.1 prints them', (t) => {
   t.is(parseNeighEvent('10.244.6.5 lladdr nonsense REACHABLE')?.mac, null, 'a malformed MAC is no MAC');
 });
 
-test('only a new or changed pod MAC of our subnet asks for a sync', (t) => {
+test('a new or changed pod MAC of our subnet, or a deleted endpoint\'s entry, asks for a sync', (t) => {
   const ev = (line: string) => parseNeighEvent(line)!;
   const ep = { ifindex: 7, mac: 'b6:af:e7:bd:ea:22' };
   t.true(eventChangesEndpoint(ev('10.244.6.2 lladdr b6:af:e7:bd:ea:22 REACHABLE'), subnet, undefined), 'new pod');
   t.true(eventChangesEndpoint(ev('10.244.6.2 lladdr 02:00:00:00:00:09 REACHABLE'), subnet, ep), 'MAC changed');
   t.false(eventChangesEndpoint(ev('10.244.6.2 lladdr b6:af:e7:bd:ea:22 managed STALE proto 251'), subnet, ep), 'an idle pod re-probed');
-  t.false(eventChangesEndpoint(ev('Deleted 10.244.6.2 lladdr b6:af:e7:bd:ea:22 STALE'), subnet, undefined), 'deleted');
+  t.false(eventChangesEndpoint(ev('Deleted 10.244.6.2 lladdr b6:af:e7:bd:ea:22 STALE'), subnet, undefined), 'deleted, no endpoint');
+  t.true(eventChangesEndpoint(ev('Deleted 10.244.6.2 lladdr b6:af:e7:bd:ea:22 managed STALE proto 251'), subnet, ep), 'an endpoint\'s entry deleted: made managed again');
+  t.false(eventChangesEndpoint(ev('Deleted 10.244.7.2 lladdr b6:af:e7:bd:ea:22 STALE'), subnet, ep), 'deleted, another subnet');
   t.false(eventChangesEndpoint(ev('10.244.6.2  FAILED'), subnet, undefined), 'no MAC');
   t.false(eventChangesEndpoint(ev('10.244.7.2 lladdr b6:af:e7:bd:ea:22 REACHABLE'), subnet, undefined), 'another subnet');
 });
