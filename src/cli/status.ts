@@ -213,7 +213,6 @@ export function statusReport(dirs: StatusDirs, prev?: PreviousSample): StatusRep
   return buildReport(facts, prev);
 }
 
-
 export async function runStatusCommand(argv: string[]): Promise<number> {
   let args: StatusArgs;
   try {

@@ -464,7 +464,6 @@ export class Agent {
     let current;
     try { current = this.dp.maps.endpoints.get(parseIPv4(e.ip)) ?? undefined; } catch { current = undefined; }
     if (!eventChangesEndpoint(e, this.lease.subnet, current)) return;
-    this.#endpointsDirty = true;
     if (this.#endpointsKick) return;
     this.#endpointsKick = setTimeout(() => {
       this.#endpointsKick = null;

@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { parseIPv4, isIPv4, cidrContains, formatIPv4, type Cidr } from '../maps/addr.js';
 import type { Endpoint } from '../maps/endpoints.js';
 import type { TypedMap } from '../maps/codec.js';
-import { planNeighbours, NEIGH_PROTO, type UplinkNeighRow } from './nexthops.js';
+import { planNeighbours, neighbourBatch, type UplinkNeighRow } from './nexthops.js';
 
 /** The bridge flannel's CNI configuration makes (the bridge plugin's default name). */
 export const CNI_BRIDGE = 'cni0';
@@ -97,7 +97,7 @@ export interface EndpointSync {
  * Read cni0's tables (in the agent's namespace) without blocking the event
  * loop (the three listings run in parallel) and work out the endpoints. With
  * `managed`, every endpoint's neighbour entry is made a managed entry of ours
- * (NTF_MANAGED, protocol NEIGH_PROTO), as the uplink's next hops are: the
+ * (NTF_MANAGED, protocol nexthops.ts NEIGH_PROTO), as the uplink's next hops are: the
  * kernel keeps it resolved and the neighbour GC never deletes it. The programs
  * need that entry (bpf_fib_lookup); without it the first packet of a flow to
  * an idle pod goes up the stack, conntrack starts tracking the flow, and the
@@ -114,10 +114,7 @@ export async function syncPodEndpointsAsync(bridgeDev: string, subnet: Cidr, pre
   const endpoints = desiredEndpoints(neigh, JSON.parse(fdb || '[]') as FdbRow[], JSON.parse(ports || '[]') as PortRow[], subnet, previous);
   if (!managed) return { endpoints, marked: [], dropped: [], error: null };
   const plan = planNeighbours(neigh, [...endpoints.keys()].sort((a, b) => a - b).map(formatIPv4), io.limit());
-  const lines = [
-    ...plan.drop.map((a) => `neigh del ${a} dev ${bridgeDev}`),
-    ...plan.mark.map((a) => `neigh replace ${a} dev ${bridgeDev} managed protocol ${NEIGH_PROTO}`),
-  ];
+  const lines = neighbourBatch(plan, bridgeDev);
   const err = lines.length ? await io.batch(lines) : '';
   return { endpoints, marked: plan.mark, dropped: plan.drop, error: err ? err.split('\n')[0]! : null };
 }

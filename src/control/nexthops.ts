@@ -103,6 +103,14 @@ export function planNeighbours(have: readonly UplinkNeighRow[], ordered: readonl
   return { mark, drop, overLimit: Math.max(0, ordered.length - want.size) };
 }
 
+/** The `ip -batch` lines that carry out a plan on `dev`: deletions first, then the managed entries of ours. */
+export function neighbourBatch(plan: NeighbourPlan, dev: string): string[] {
+  return [
+    ...plan.drop.map((a) => `neigh del ${a} dev ${dev}`),
+    ...plan.mark.map((a) => `neigh replace ${a} dev ${dev} managed protocol ${NEIGH_PROTO}`),
+  ];
+}
+
 /** Half the namespace's hard neighbour-table limit (net.ipv4.neigh.default.gc_thresh3). */
 export function managedLimit(readFile: (p: string) => string = (p) => fs.readFileSync(p, 'utf8')): number {
   try {
@@ -148,10 +156,7 @@ export interface NextHopIo {
 export async function syncNextHops(uplink: string, peerIps: Iterable<number>, io: NextHopIo): Promise<NextHopStatus & { marked: string[]; dropped: string[] }> {
   const hops = nextHops(peerIps, JSON.parse((await io.ip(['-j', 'route', 'show', 'dev', uplink])) || '[]') as RouteRow[]);
   const plan = planNeighbours(JSON.parse((await io.ip(['-j', '-d', 'neigh', 'show', 'dev', uplink])) || '[]') as UplinkNeighRow[], hops.ordered, io.limit());
-  const lines = [
-    ...plan.drop.map((a) => `neigh del ${a} dev ${uplink}`),
-    ...plan.mark.map((a) => `neigh replace ${a} dev ${uplink} managed protocol ${NEIGH_PROTO}`),
-  ];
+  const lines = neighbourBatch(plan, uplink);
   const err = lines.length ? await io.batch(lines) : '';
   const after = (JSON.parse((await io.ip(['-j', '-d', 'neigh', 'show', 'dev', uplink])) || '[]') as UplinkNeighRow[]).filter((r) => isOurs(r) && 'managed' in r);
   const managed = new Set(after.map((r) => r.dst));
